@@ -1,0 +1,48 @@
+//! Configuration: command-line flags, each with a `STATUSD_*` environment
+//! fallback, and defaults that run locally with no setup.
+
+use crate::store::Durability;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// statusd: a durable, Graph-faithful store for Intune status reports,
+/// served over gRPC and Microsoft Graph REST on one port.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "statusd", version, about)]
+pub struct Config {
+    /// Address to listen on, for gRPC (HTTP/2) and REST (HTTP/1.1 and HTTP/2).
+    #[arg(long, env = "STATUSD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the sled database (created if missing).
+    #[arg(long, env = "STATUSD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// sled page cache size in MiB (bounds the memory used for cached data).
+    #[arg(long, env = "STATUSD_CACHE_MB", default_value_t = 256)]
+    pub cache_mb: u64,
+
+    /// When writes are acknowledged: `durable` (after fsync; the default) or
+    /// `relaxed` (at once; a crash may lose the last ~500 ms of writes).
+    #[arg(long, env = "STATUSD_DURABILITY", value_enum, default_value = "durable")]
+    pub durability: Durability,
+
+    /// Largest accepted gRPC message or REST request body, in KiB.
+    #[arg(long, env = "STATUSD_MAX_MESSAGE_KB", default_value_t = 1024)]
+    pub max_message_kb: usize,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: the defaults, with `data_dir`
+    /// and an ephemeral port on loopback.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            cache_mb: 64,
+            durability: Durability::Durable,
+            max_message_kb: 1024,
+        }
+    }
+}

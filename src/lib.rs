@@ -1,0 +1,26 @@
+//! statusd: a durable, Graph-faithful store for Microsoft Intune status
+//! reports, served over gRPC and Microsoft Graph REST from one process.
+//!
+//! Layers, outermost first: `server` (process, listener, shutdown) →
+//! `grpc` (edge: proto ↔ model) → `service` (the operations, once for all
+//! nine collections) → `model` (entities and every validation rule) →
+//! `store` (sled trees, keys, codec, group commit).
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod model;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use config::Config;
+pub use server::Server;
+
+/// The generated protobuf and tonic code of `proto/statusd/v1`.
+pub mod pb {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("statusd.v1");
+    /// Encoded descriptor set of `proto/`, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("statusd_descriptor");
+}

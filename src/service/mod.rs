@@ -1,0 +1,220 @@
+//! The operations: create, get, list, update and delete, for parents and for
+//! statuses, one generic implementation serving every collection kind.
+//!
+//! This is the single mutation path of statusd: both edges call it, so ids,
+//! server-owned fields, validation, reference checks and update semantics are
+//! decided here once. (Metrics, change events and auth hooks belong here too.)
+
+mod page;
+
+pub use page::{encode_token, Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+use crate::error::{Error, Result};
+use crate::model::{id, DateTime, Parent, ParentKind, Status, StatusBody, StatusKind};
+use crate::store::Store;
+use std::sync::Arc;
+
+/// How often an update retries when a concurrent writer changed the record
+/// between its read and its compare-and-swap.
+const UPDATE_RETRIES: usize = 32;
+
+/// The service: cheap to clone, shared by both edges.
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+}
+
+impl Service {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Service { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates a parent. The server sets `createdDateTime`,
+    /// `lastModifiedDateTime` (now) and `version` (1), and generates the id when
+    /// none is given. Returns once the parent is durable.
+    pub async fn create_parent(&self, kind: ParentKind, mut parent: Parent) -> Result<Parent> {
+        parent.id = id::for_create("id", &parent.id)?;
+        parent.validate(kind)?;
+        self.check_references(kind, &parent).await?;
+        let now = DateTime::now();
+        parent.created_date_time = now;
+        parent.last_modified_date_time = now;
+        parent.version = 1;
+        self.store.create_parent(kind, &parent).await?;
+        Ok(parent)
+    }
+
+    /// Reads a parent; `NotFound` if absent.
+    pub async fn get_parent(&self, kind: ParentKind, parent_id: &str) -> Result<Parent> {
+        id::validate("id", parent_id)?;
+        self.store
+            .get_parent(kind, parent_id)
+            .await?
+            .ok_or_else(|| parent_not_found(kind, parent_id))
+    }
+
+    /// One page of parents in id order.
+    pub async fn list_parents(&self, kind: ParentKind, page: &PageRequest) -> Result<Page<Parent>> {
+        let size = page.size(DEFAULT_PAGE_SIZE)?;
+        let after = page.after()?;
+        let items = self.store.list_parents(kind, after.as_deref(), size + 1).await?;
+        Ok(page::make_page(items, size, |p| &p.id))
+    }
+
+    /// Changes the named fields (Graph names, see [`Parent::apply_field`]) of
+    /// parent `parent_id` to their values in `input`. Bumps `version` and
+    /// `lastModifiedDateTime`. Concurrent updates are serialised by
+    /// compare-and-swap; none is lost.
+    pub async fn update_parent(
+        &self,
+        kind: ParentKind,
+        parent_id: &str,
+        input: &Parent,
+        fields: &[String],
+    ) -> Result<Parent> {
+        for _ in 0..UPDATE_RETRIES {
+            let current = self.get_parent(kind, parent_id).await?;
+            let mut next = current.clone();
+            for f in fields {
+                next.apply_field(input, f)?;
+            }
+            next.validate(kind)?;
+            self.check_references(kind, &next).await?;
+            next.version = current.version.wrapping_add(1);
+            next.last_modified_date_time = DateTime::now();
+            if self.store.replace_parent(kind, &current, &next).await? {
+                return Ok(next);
+            }
+        }
+        Err(contended())
+    }
+
+    /// Deletes a parent and all its statuses; `NotFound` if absent.
+    pub async fn delete_parent(&self, kind: ParentKind, parent_id: &str) -> Result<()> {
+        id::validate("id", parent_id)?;
+        if self.store.delete_parent(kind, parent_id).await? {
+            Ok(())
+        } else {
+            Err(parent_not_found(kind, parent_id))
+        }
+    }
+
+    /// Creates a status under an existing parent; generates the id when none
+    /// is given. Returns once the status is durable.
+    pub async fn create_status(&self, kind: StatusKind, parent_id: &str, mut status: Status) -> Result<Status> {
+        id::validate("parentId", parent_id)?;
+        status.id = id::for_create("id", &status.id)?;
+        check_shape(kind, &status.body)?;
+        status.body.validate()?;
+        self.store.create_status(kind, parent_id, &status).await?;
+        Ok(status)
+    }
+
+    /// Reads a status; `NotFound` names whichever of parent or status is missing.
+    pub async fn get_status(&self, kind: StatusKind, parent_id: &str, status_id: &str) -> Result<Status> {
+        id::validate("parentId", parent_id)?;
+        id::validate("id", status_id)?;
+        match self.store.get_status(kind, parent_id, status_id).await? {
+            Some(s) => Ok(s),
+            None => Err(self.status_not_found(kind, parent_id, status_id).await),
+        }
+    }
+
+    /// One page of a parent's statuses in id order; `NotFound` if the parent is missing.
+    pub async fn list_statuses(&self, kind: StatusKind, parent_id: &str, page: &PageRequest) -> Result<Page<Status>> {
+        let size = page.size(DEFAULT_PAGE_SIZE)?;
+        let after = page.after()?;
+        self.get_parent(kind.parent, parent_id).await?;
+        let items = self
+            .store
+            .list_statuses(kind, parent_id, after.as_deref(), size + 1)
+            .await?;
+        Ok(page::make_page(items, size, |s| &s.id))
+    }
+
+    /// Changes the named fields (Graph names) of a status to their values in `input`.
+    pub async fn update_status(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        status_id: &str,
+        input: &StatusBody,
+        fields: &[String],
+    ) -> Result<Status> {
+        check_shape(kind, input)?;
+        for _ in 0..UPDATE_RETRIES {
+            let current = self.get_status(kind, parent_id, status_id).await?;
+            let mut next = current.clone();
+            for f in fields {
+                next.body.apply_field(input, f)?;
+            }
+            next.body.validate()?;
+            if self.store.replace_status(kind, parent_id, &current, &next).await? {
+                return Ok(next);
+            }
+        }
+        Err(contended())
+    }
+
+    /// Deletes a status; `NotFound` if absent.
+    pub async fn delete_status(&self, kind: StatusKind, parent_id: &str, status_id: &str) -> Result<()> {
+        id::validate("parentId", parent_id)?;
+        id::validate("id", status_id)?;
+        if self.store.delete_status(kind, parent_id, status_id).await? {
+            Ok(())
+        } else {
+            Err(self.status_not_found(kind, parent_id, status_id).await)
+        }
+    }
+
+    /// The referenced certificate configurations must exist when set (a
+    /// configuration may reference itself).
+    async fn check_references(&self, kind: ParentKind, parent: &Parent) -> Result<()> {
+        for (field, target) in [
+            ("rootCertificate", &parent.root_certificate_id),
+            ("identityCertificate", &parent.identity_certificate_id),
+        ] {
+            let Some(target) = target else { continue };
+            if *target == parent.id {
+                continue;
+            }
+            if self.store.get_parent(ParentKind::DeviceConfiguration, target).await?.is_none() {
+                return Err(Error::invalid(
+                    field,
+                    format!("deviceConfiguration '{target}' does not exist (set on a {kind})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn status_not_found(&self, kind: StatusKind, parent_id: &str, status_id: &str) -> Error {
+        match self.store.get_parent(kind.parent, parent_id).await {
+            Ok(Some(_)) => Error::NotFound(format!("{kind} '{status_id}' does not exist under {} '{parent_id}'", kind.parent)),
+            Ok(None) => parent_not_found(kind.parent, parent_id),
+            Err(e) => e,
+        }
+    }
+}
+
+fn parent_not_found(kind: ParentKind, id: &str) -> Error {
+    Error::NotFound(format!("{kind} '{id}' does not exist"))
+}
+
+fn contended() -> Error {
+    Error::Unavailable("the record is being updated by many writers at once; retry".into())
+}
+
+fn check_shape(kind: StatusKind, body: &StatusBody) -> Result<()> {
+    if body.shape() == kind.shape {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!("a {:?} body was sent to {kind}", body.shape())))
+    }
+}

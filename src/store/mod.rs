@@ -1,0 +1,64 @@
+//! Storage: the contract every backend keeps, and the sled backend.
+//!
+//! The contract (what the service relies on, and what a second backend such
+//! as PostgreSQL must also pass):
+//! - **Durable on return.** A mutation that returns `Ok` is on stable storage;
+//!   a crash of the process right after cannot lose it.
+//! - **Atomic parent check.** `create_status` inserts only while the parent
+//!   exists, atomically with respect to a concurrent `delete_parent`.
+//! - **Cascade.** `delete_parent` removes the parent and all its statuses; a
+//!   crash part-way leaves a record of the pending cascade that the next open
+//!   finishes before serving, so no orphan is ever visible.
+//! - **Compare-and-swap updates.** `replace_*` writes only if the stored
+//!   record still equals `expected`, so concurrent updates never lose one.
+//! - **Ordered paging.** Lists return records in id (byte) order, starting
+//!   strictly after `after`, at most `limit` of them, in O(limit).
+
+mod codec;
+mod flusher;
+pub mod keys;
+mod sled_store;
+
+pub use codec::{decode, encode, RECORD_VERSION};
+pub use flusher::{Durability, FlushStats};
+pub use sled_store::{SledConfig, SledStore};
+
+use crate::error::Result;
+use crate::model::{Parent, ParentKind, Status, StatusKind};
+
+/// A storage backend (see the module docs for the contract).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new parent; `AlreadyExists` if the id is taken.
+    async fn create_parent(&self, kind: ParentKind, parent: &Parent) -> Result<()>;
+    /// Reads a parent.
+    async fn get_parent(&self, kind: ParentKind, id: &str) -> Result<Option<Parent>>;
+    /// Replaces `expected` by `new` (same id); `Ok(false)` if the stored record
+    /// is no longer `expected` (changed or deleted meanwhile).
+    async fn replace_parent(&self, kind: ParentKind, expected: &Parent, new: &Parent) -> Result<bool>;
+    /// Deletes a parent and, by cascade, its statuses; `Ok(false)` if absent.
+    async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<bool>;
+    /// Up to `limit` parents in id order, after `after`.
+    async fn list_parents(&self, kind: ParentKind, after: Option<&str>, limit: usize) -> Result<Vec<Parent>>;
+
+    /// Inserts a status under an existing parent: `NotFound` if the parent is
+    /// missing, `AlreadyExists` if the status id is taken under it.
+    async fn create_status(&self, kind: StatusKind, parent_id: &str, status: &Status) -> Result<()>;
+    /// Reads a status.
+    async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>>;
+    /// Compare-and-swap, as [`Store::replace_parent`].
+    async fn replace_status(&self, kind: StatusKind, parent_id: &str, expected: &Status, new: &Status) -> Result<bool>;
+    /// Deletes a status; `Ok(false)` if absent.
+    async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool>;
+    /// Up to `limit` of a parent's statuses in id order, after `after`.
+    async fn list_statuses(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Status>>;
+
+    /// Makes everything written so far durable (used at shutdown).
+    async fn flush(&self) -> Result<()>;
+}

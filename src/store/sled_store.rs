@@ -1,0 +1,329 @@
+//! The embedded backend: sled, one tree per collection.
+//!
+//! Trees: `parents/<collection>` (key: parent id), `statuses/<collection>/<segment>`
+//! (key: see [`super::keys`]), `meta` (the storage format version) and
+//! `cascades` (parent deletes whose statuses are still being removed).
+//! Values are [`super::codec`] records: a parent, or a status body (the status
+//! id is the tail of its key).
+
+use super::flusher::{Durability, FlushStats, Flusher};
+use super::{codec, keys, Store};
+use crate::error::{Error, Result};
+use crate::model::{Parent, ParentKind, Status, StatusBody, StatusKind};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::PathBuf;
+
+/// Version of the storage layout (tree names, key and value formats). A data
+/// directory written with another version is refused at open.
+pub const STORAGE_FORMAT: u8 = 1;
+const FORMAT_KEY: &[u8] = b"storage_format";
+
+/// How to open the sled store.
+#[derive(Debug, Clone)]
+pub struct SledConfig {
+    /// Data directory (created if missing).
+    pub path: PathBuf,
+    /// sled's page cache size, in bytes.
+    pub cache_capacity: u64,
+    /// When mutations are acknowledged.
+    pub durability: Durability,
+}
+
+/// The sled backend.
+pub struct SledStore {
+    db: sled::Db,
+    parents: HashMap<ParentKind, sled::Tree>,
+    statuses: HashMap<StatusKind, sled::Tree>,
+    cascades: sled::Tree,
+    flusher: Flusher,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store, checks its format version and finishes
+    /// any cascade delete a crash interrupted.
+    pub fn open(config: &SledConfig) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| Error::Unavailable(format!("cannot open data directory {}: {e}", config.path.display())))?;
+        check_format(&db)?;
+        let mut parents = HashMap::new();
+        let mut statuses = HashMap::new();
+        for kind in ParentKind::ALL {
+            parents.insert(kind, db.open_tree(format!("parents/{}", kind.collection()))?);
+            for sk in kind.status_kinds() {
+                statuses.insert(sk, db.open_tree(format!("statuses/{}/{}", kind.collection(), sk.segment()))?);
+            }
+        }
+        let cascades = db.open_tree("cascades")?;
+        let log = std::fs::OpenOptions::new().read(true).open(config.path.join("db")).ok();
+        let flusher = Flusher::start(db.clone(), log, config.durability)
+            .map_err(|e| Error::Unavailable(format!("cannot start the flusher thread: {e}")))?;
+        let store = SledStore { db, parents, statuses, cascades, flusher };
+        store.finish_pending_cascades()?;
+        Ok(store)
+    }
+
+    /// Counters of the group-commit flusher.
+    pub fn flush_stats(&self) -> &FlushStats {
+        self.flusher.stats()
+    }
+
+    fn parents(&self, kind: ParentKind) -> &sled::Tree {
+        &self.parents[&kind]
+    }
+
+    fn statuses(&self, kind: StatusKind) -> &sled::Tree {
+        &self.statuses[&kind]
+    }
+
+    /// Removes every status of `parent_id` under `kind`, then the cascade marker.
+    fn cascade(&self, kind: ParentKind, parent_id: &str) -> Result<()> {
+        let prefix = keys::status_prefix(parent_id);
+        for sk in kind.status_kinds() {
+            let tree = self.statuses(sk);
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for key in tree.scan_prefix(&prefix).keys().take(1000) {
+                    batch.remove(key?);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                tree.apply_batch(batch)?;
+            }
+        }
+        self.cascades.remove(keys::cascade_key(kind.tag(), parent_id))?;
+        Ok(())
+    }
+
+    fn finish_pending_cascades(&self) -> Result<()> {
+        let pending: Vec<sled::IVec> = self.cascades.iter().keys().collect::<Result<_, _>>()?;
+        for key in pending {
+            let kind = key.first().copied().and_then(ParentKind::from_tag);
+            let id = std::str::from_utf8(&key[1.min(key.len())..]).ok();
+            match (kind, id) {
+                (Some(kind), Some(id)) => {
+                    tracing::info!(%kind, parent_id = id, "finishing a cascade delete interrupted by a crash");
+                    self.cascade(kind, id)?;
+                }
+                _ => return Err(Error::Internal(format!("malformed cascade marker {key:?}"))),
+            }
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.flusher.stop();
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+fn check_format(db: &sled::Db) -> Result<()> {
+    match db.get(FORMAT_KEY)? {
+        None => {
+            let has_data = db.tree_names().len() > 1 || !db.is_empty();
+            if has_data {
+                return Err(Error::Internal(
+                    "the data directory holds data without a statusd format marker; refusing to use it".into(),
+                ));
+            }
+            db.insert(FORMAT_KEY, &[STORAGE_FORMAT])?;
+            db.flush()?;
+            Ok(())
+        }
+        Some(v) if v.as_ref() == [STORAGE_FORMAT] => Ok(()),
+        Some(v) => Err(Error::Internal(format!(
+            "the data directory uses storage format {v:?}; this build reads format {STORAGE_FORMAT} only. \
+             Run the statusd version that wrote it, or point --data-dir elsewhere"
+        ))),
+    }
+}
+
+/// Converts a transaction's result, keeping our own abort error.
+fn tx_result<T>(r: Result<T, TransactionError<Error>>) -> Result<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+    }
+}
+
+fn decode_status(key: &[u8], value: &[u8]) -> Result<Status> {
+    let (_, id) = keys::split_status_key(key).ok_or_else(|| Error::Internal("malformed status key".into()))?;
+    Ok(Status { id: id.to_owned(), body: codec::decode::<StatusBody>(value)? })
+}
+
+#[async_trait::async_trait]
+impl Store for SledStore {
+    async fn create_parent(&self, kind: ParentKind, parent: &Parent) -> Result<()> {
+        let value = codec::encode(parent)?;
+        let cascade_key = keys::cascade_key(kind.tag(), &parent.id);
+        let tree = self.parents(kind);
+        let r = (tree, &self.cascades).transaction(|(parents, cascades)| {
+            if cascades.get(&cascade_key)?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Error::Unavailable(format!(
+                    "a delete of {kind} '{}' is still removing its statuses; retry shortly",
+                    parent.id
+                ))));
+            }
+            if parents.get(keys::parent_key(&parent.id))?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Error::AlreadyExists(format!(
+                    "a {kind} with id '{}' already exists",
+                    parent.id
+                ))));
+            }
+            parents.insert(keys::parent_key(&parent.id), value.as_slice())?;
+            Ok(())
+        });
+        tx_result(r)?;
+        self.flusher.commit().await
+    }
+
+    async fn get_parent(&self, kind: ParentKind, id: &str) -> Result<Option<Parent>> {
+        self.parents(kind)
+            .get(keys::parent_key(id))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    async fn replace_parent(&self, kind: ParentKind, expected: &Parent, new: &Parent) -> Result<bool> {
+        let old = codec::encode(expected)?;
+        let value = codec::encode(new)?;
+        let swapped = self
+            .parents(kind)
+            .compare_and_swap(keys::parent_key(&new.id), Some(old), Some(value))?
+            .is_ok();
+        if swapped {
+            self.flusher.commit().await?;
+        }
+        Ok(swapped)
+    }
+
+    async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<bool> {
+        let cascade_key = keys::cascade_key(kind.tag(), id);
+        let tree = self.parents(kind);
+        let removed = tx_result((tree, &self.cascades).transaction(|(parents, cascades)| {
+            if parents.remove(keys::parent_key(id))?.is_none() {
+                return Ok(false);
+            }
+            cascades.insert(cascade_key.as_slice(), &[])?;
+            Ok(true)
+        }))?;
+        if removed {
+            self.cascade(kind, id)?;
+            self.flusher.commit().await?;
+        }
+        Ok(removed)
+    }
+
+    async fn list_parents(&self, kind: ParentKind, after: Option<&str>, limit: usize) -> Result<Vec<Parent>> {
+        let start = match after {
+            Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.parents(kind)
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .values()
+            .take(limit)
+            .map(|v| codec::decode(&v?))
+            .collect()
+    }
+
+    async fn create_status(&self, kind: StatusKind, parent_id: &str, status: &Status) -> Result<()> {
+        let key = keys::status_key(parent_id, &status.id);
+        let value = codec::encode(&status.body)?;
+        let parents = self.parents(kind.parent);
+        let r = (parents, self.statuses(kind)).transaction(|(parents, statuses)| {
+            if parents.get(keys::parent_key(parent_id))?.is_none() {
+                return Err(ConflictableTransactionError::Abort(Error::NotFound(format!(
+                    "{} '{parent_id}' does not exist",
+                    kind.parent
+                ))));
+            }
+            if statuses.get(key.as_slice())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Error::AlreadyExists(format!(
+                    "a {kind} with id '{}' already exists under {} '{parent_id}'",
+                    status.id, kind.parent
+                ))));
+            }
+            statuses.insert(key.as_slice(), value.as_slice())?;
+            Ok(())
+        });
+        tx_result(r)?;
+        self.flusher.commit().await
+    }
+
+    async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>> {
+        let key = keys::status_key(parent_id, id);
+        self.statuses(kind)
+            .get(&key)?
+            .map(|v| decode_status(&key, &v))
+            .transpose()
+    }
+
+    async fn replace_status(&self, kind: StatusKind, parent_id: &str, expected: &Status, new: &Status) -> Result<bool> {
+        let key = keys::status_key(parent_id, &new.id);
+        let old = codec::encode(&expected.body)?;
+        let value = codec::encode(&new.body)?;
+        let swapped = self
+            .statuses(kind)
+            .compare_and_swap(key, Some(old), Some(value))?
+            .is_ok();
+        if swapped {
+            self.flusher.commit().await?;
+        }
+        Ok(swapped)
+    }
+
+    async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
+        let removed = self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some();
+        if removed {
+            self.flusher.commit().await?;
+        }
+        Ok(removed)
+    }
+
+    async fn list_statuses(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Status>> {
+        let prefix = keys::status_prefix(parent_id);
+        let start = match after {
+            Some(a) => Bound::Excluded(keys::status_key(parent_id, a)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.statuses(kind).range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode_status(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
