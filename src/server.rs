@@ -90,14 +90,10 @@ impl Server {
 fn router(service: Service, config: &Config) -> Result<axum::Router> {
     let limit = config.max_message_kb.saturating_mul(1024);
     let api = GrpcApi::new(service);
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -127,6 +123,15 @@ fn router(service: Service, config: &Config) -> Result<axum::Router> {
         .add_service(reflection_v1alpha);
     let grpc = routes.routes().into_axum_router();
     Ok(grpc.fallback(fallback))
+}
+
+/// Reflection over our protos, health, and google.rpc (so grpcurl can
+/// decode the BadRequest details of INVALID_ARGUMENT errors).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Unknown paths: gRPC callers get UNIMPLEMENTED, others Graph's 404 body.
