@@ -54,7 +54,12 @@ impl Server {
                 .map_err(|e| Error::Unavailable(format!("server error: {e}")))
         });
         tracing::info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
-        Ok(Server { addr, shutdown, task, store })
+        Ok(Server {
+            addr,
+            shutdown,
+            task,
+            store,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -146,7 +151,10 @@ async fn fallback(req: Request<axum::body::Body>) -> Response {
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert("grpc-status", HeaderValue::from_static("12"));
-        headers.insert("grpc-message", HeaderValue::from_static("unknown%20service%20or%20method"));
+        headers.insert(
+            "grpc-message",
+            HeaderValue::from_static("unknown%20service%20or%20method"),
+        );
         return resp;
     }
     let body = serde_json::json!({

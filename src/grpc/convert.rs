@@ -48,7 +48,10 @@ pub fn datetime(field: &str, ts: Option<Timestamp>) -> Result<DateTime> {
 /// A model date-time as a timestamp.
 pub fn timestamp(t: DateTime) -> Option<Timestamp> {
     let (seconds, nanos) = t.to_unix();
-    Some(Timestamp { seconds, nanos: nanos as i32 })
+    Some(Timestamp {
+        seconds,
+        nanos: nanos as i32,
+    })
 }
 
 fn compliance(n: i32) -> Result<ComplianceStatus> {
@@ -221,7 +224,13 @@ impl ParentMessage for pb::DeviceCompliancePolicy {
         &self.id
     }
     fn into_model(self) -> Result<Parent> {
-        base_parent(self.odata_type, self.id, self.display_name, self.description, self.additional_properties)
+        base_parent(
+            self.odata_type,
+            self.id,
+            self.display_name,
+            self.description,
+            self.additional_properties,
+        )
     }
     fn from_model(p: Parent) -> Self {
         Self {
@@ -236,7 +245,11 @@ impl ParentMessage for pb::DeviceCompliancePolicy {
         }
     }
     fn populated(&self) -> Vec<String> {
-        base_populated(&self.display_name, self.description.is_some(), &self.additional_properties)
+        base_populated(
+            &self.display_name,
+            self.description.is_some(),
+            &self.additional_properties,
+        )
     }
 }
 
@@ -246,7 +259,13 @@ impl ParentMessage for pb::ManagedDeviceMobileAppConfiguration {
         &self.id
     }
     fn into_model(self) -> Result<Parent> {
-        let mut p = base_parent(self.odata_type, self.id, self.display_name, self.description, self.additional_properties)?;
+        let mut p = base_parent(
+            self.odata_type,
+            self.id,
+            self.display_name,
+            self.description,
+            self.additional_properties,
+        )?;
         p.targeted_mobile_apps = self.targeted_mobile_apps;
         Ok(p)
     }
@@ -264,7 +283,11 @@ impl ParentMessage for pb::ManagedDeviceMobileAppConfiguration {
         }
     }
     fn populated(&self) -> Vec<String> {
-        let mut out = base_populated(&self.display_name, self.description.is_some(), &self.additional_properties);
+        let mut out = base_populated(
+            &self.display_name,
+            self.description.is_some(),
+            &self.additional_properties,
+        );
         if !self.targeted_mobile_apps.is_empty() {
             out.push("targetedMobileApps".to_owned());
         }
@@ -278,7 +301,13 @@ impl ParentMessage for pb::DeviceConfiguration {
         &self.id
     }
     fn into_model(self) -> Result<Parent> {
-        let mut p = base_parent(self.odata_type, self.id, self.display_name, self.description, self.additional_properties)?;
+        let mut p = base_parent(
+            self.odata_type,
+            self.id,
+            self.display_name,
+            self.description,
+            self.additional_properties,
+        )?;
         p.root_certificate_id = self.root_certificate_id;
         p.identity_certificate_id = self.identity_certificate_id;
         Ok(p)
@@ -298,7 +327,11 @@ impl ParentMessage for pb::DeviceConfiguration {
         }
     }
     fn populated(&self) -> Vec<String> {
-        let mut out = base_populated(&self.display_name, self.description.is_some(), &self.additional_properties);
+        let mut out = base_populated(
+            &self.display_name,
+            self.description.is_some(),
+            &self.additional_properties,
+        );
         if self.root_certificate_id.is_some() {
             out.push("rootCertificateId".to_owned());
         }
@@ -329,7 +362,9 @@ fn value_to_json(v: Value) -> Result<Json> {
 
 /// JSON object → google.protobuf.Struct (numbers become doubles, as Struct requires).
 pub fn json_to_struct(m: &Map<String, Json>) -> Struct {
-    Struct { fields: m.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
+    Struct {
+        fields: m.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect(),
+    }
 }
 
 fn json_to_value(v: &Json) -> Value {
@@ -338,7 +373,9 @@ fn json_to_value(v: &Json) -> Value {
         Json::Bool(b) => Kind::BoolValue(*b),
         Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
         Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(a) => Kind::ListValue(ListValue { values: a.iter().map(json_to_value).collect() }),
+        Json::Array(a) => Kind::ListValue(ListValue {
+            values: a.iter().map(json_to_value).collect(),
+        }),
         Json::Object(o) => Kind::StructValue(json_to_struct(o)),
     };
     Value { kind: Some(kind) }

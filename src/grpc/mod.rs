@@ -39,8 +39,14 @@ impl GrpcApi {
     }
 
     async fn list_parents<M: ParentMessage>(&self, req: pb::ListParentsRequest) -> Result<(Vec<M>, String), Status> {
-        let page = self.service.list_parents(M::KIND, &page_request(req.page_size, req.page_token)?).await?;
-        Ok((page.items.into_iter().map(M::from_model).collect(), page.next_token.unwrap_or_default()))
+        let page = self
+            .service
+            .list_parents(M::KIND, &page_request(req.page_size, req.page_token)?)
+            .await?;
+        Ok((
+            page.items.into_iter().map(M::from_model).collect(),
+            page.next_token.unwrap_or_default(),
+        ))
     }
 
     async fn update_parent<M: ParentMessage>(
@@ -56,7 +62,9 @@ impl GrpcApi {
         };
         let id = msg.id().to_owned();
         let input = msg.into_model()?;
-        Ok(M::from_model(self.service.update_parent(M::KIND, &id, &input, &fields).await?))
+        Ok(M::from_model(
+            self.service.update_parent(M::KIND, &id, &input, &fields).await?,
+        ))
     }
 
     async fn delete_parent(&self, kind: ParentKind, req: pb::DeleteParentRequest) -> Reply<()> {
@@ -71,13 +79,23 @@ impl GrpcApi {
         msg: Option<M>,
     ) -> Result<M, Status> {
         let msg = msg.ok_or_else(|| required(status_field(M::SHAPE)))?;
-        let kind = StatusKind { parent, shape: M::SHAPE };
-        Ok(M::from_model(self.service.create_status(kind, &parent_id, msg.into_model()?).await?))
+        let kind = StatusKind {
+            parent,
+            shape: M::SHAPE,
+        };
+        Ok(M::from_model(
+            self.service.create_status(kind, &parent_id, msg.into_model()?).await?,
+        ))
     }
 
     async fn get_status<M: StatusMessage>(&self, parent: ParentKind, req: pb::GetStatusRequest) -> Result<M, Status> {
-        let kind = StatusKind { parent, shape: M::SHAPE };
-        Ok(M::from_model(self.service.get_status(kind, &req.parent_id, &req.id).await?))
+        let kind = StatusKind {
+            parent,
+            shape: M::SHAPE,
+        };
+        Ok(M::from_model(
+            self.service.get_status(kind, &req.parent_id, &req.id).await?,
+        ))
     }
 
     async fn list_statuses<M: StatusMessage>(
@@ -85,10 +103,16 @@ impl GrpcApi {
         parent: ParentKind,
         req: pb::ListStatusesRequest,
     ) -> Result<(Vec<M>, String), Status> {
-        let kind = StatusKind { parent, shape: M::SHAPE };
+        let kind = StatusKind {
+            parent,
+            shape: M::SHAPE,
+        };
         let page_req = page_request(req.page_size, req.page_token)?;
         let page = self.service.list_statuses(kind, &req.parent_id, &page_req).await?;
-        Ok((page.items.into_iter().map(M::from_model).collect(), page.next_token.unwrap_or_default()))
+        Ok((
+            page.items.into_iter().map(M::from_model).collect(),
+            page.next_token.unwrap_or_default(),
+        ))
     }
 
     async fn update_status<M: StatusMessage>(
@@ -99,7 +123,10 @@ impl GrpcApi {
         mask: Option<FieldMask>,
     ) -> Result<M, Status> {
         let msg = msg.ok_or_else(|| required(status_field(M::SHAPE)))?;
-        let kind = StatusKind { parent, shape: M::SHAPE };
+        let kind = StatusKind {
+            parent,
+            shape: M::SHAPE,
+        };
         let fields: Vec<String> = match mask {
             Some(m) => m.paths.iter().map(|p| mask_path(p)).collect(),
             None => msg.populated(),
@@ -131,7 +158,10 @@ fn status_field(shape: StatusShape) -> &'static str {
 
 fn page_request(size: i32, token: String) -> Result<PageRequest, Status> {
     let size = usize::try_from(size).map_err(|_| Status::from(Error::invalid("pageSize", "must not be negative")))?;
-    Ok(PageRequest { size: Some(size), token: Some(token) })
+    Ok(PageRequest {
+        size: Some(size),
+        token: Some(token),
+    })
 }
 
 /// Implements one generated service trait by delegating to the helpers above.
@@ -148,7 +178,9 @@ macro_rules! collection_service {
         #[tonic::async_trait]
         impl pb::$server::$trait for GrpcApi {
             async fn $create(&self, r: Request<pb::$CreateReq>) -> Reply<pb::$P> {
-                Ok(Response::new(self.create_parent(r.into_inner().$cf, $pfield).await?))
+                Ok(Response::new(
+                    self.create_parent(r.into_inner().$cf, $pfield).await?,
+                ))
             }
             async fn $get(&self, r: Request<pb::GetParentRequest>) -> Reply<pb::$P> {
                 Ok(Response::new(self.get_parent(r.into_inner()).await?))
@@ -159,46 +191,78 @@ macro_rules! collection_service {
             }
             async fn $update(&self, r: Request<pb::$UpdateReq>) -> Reply<pb::$P> {
                 let r = r.into_inner();
-                Ok(Response::new(self.update_parent(r.$cf, r.update_mask, $pfield).await?))
+                Ok(Response::new(
+                    self.update_parent(r.$cf, r.update_mask, $pfield).await?,
+                ))
             }
             async fn $delete(&self, r: Request<pb::DeleteParentRequest>) -> Reply<()> {
                 self.delete_parent($kind, r.into_inner()).await
             }
             async fn create_user_status(&self, r: Request<pb::$CreateU>) -> Reply<pb::$U> {
                 let r = r.into_inner();
-                Ok(Response::new(self.create_status($kind, r.parent_id, r.user_status).await?))
+                Ok(Response::new(
+                    self.create_status($kind, r.parent_id, r.user_status).await?,
+                ))
             }
             async fn get_user_status(&self, r: Request<pb::GetStatusRequest>) -> Reply<pb::$U> {
                 Ok(Response::new(self.get_status($kind, r.into_inner()).await?))
             }
             async fn list_user_statuses(&self, r: Request<pb::ListStatusesRequest>) -> Reply<pb::$ListU> {
                 let (user_statuses, next_page_token) = self.list_statuses($kind, r.into_inner()).await?;
-                Ok(Response::new(pb::$ListU { user_statuses, next_page_token }))
+                Ok(Response::new(pb::$ListU {
+                    user_statuses,
+                    next_page_token,
+                }))
             }
             async fn update_user_status(&self, r: Request<pb::$UpdateU>) -> Reply<pb::$U> {
                 let r = r.into_inner();
-                Ok(Response::new(self.update_status($kind, r.parent_id, r.user_status, r.update_mask).await?))
+                Ok(Response::new(
+                    self.update_status($kind, r.parent_id, r.user_status, r.update_mask)
+                        .await?,
+                ))
             }
             async fn delete_user_status(&self, r: Request<pb::DeleteStatusRequest>) -> Reply<()> {
-                self.delete_status(StatusKind { parent: $kind, shape: StatusShape::User }, r.into_inner()).await
+                self.delete_status(
+                    StatusKind {
+                        parent: $kind,
+                        shape: StatusShape::User,
+                    },
+                    r.into_inner(),
+                )
+                .await
             }
             async fn create_device_status(&self, r: Request<pb::$CreateD>) -> Reply<pb::$D> {
                 let r = r.into_inner();
-                Ok(Response::new(self.create_status($kind, r.parent_id, r.device_status).await?))
+                Ok(Response::new(
+                    self.create_status($kind, r.parent_id, r.device_status).await?,
+                ))
             }
             async fn get_device_status(&self, r: Request<pb::GetStatusRequest>) -> Reply<pb::$D> {
                 Ok(Response::new(self.get_status($kind, r.into_inner()).await?))
             }
             async fn list_device_statuses(&self, r: Request<pb::ListStatusesRequest>) -> Reply<pb::$ListD> {
                 let (device_statuses, next_page_token) = self.list_statuses($kind, r.into_inner()).await?;
-                Ok(Response::new(pb::$ListD { device_statuses, next_page_token }))
+                Ok(Response::new(pb::$ListD {
+                    device_statuses,
+                    next_page_token,
+                }))
             }
             async fn update_device_status(&self, r: Request<pb::$UpdateD>) -> Reply<pb::$D> {
                 let r = r.into_inner();
-                Ok(Response::new(self.update_status($kind, r.parent_id, r.device_status, r.update_mask).await?))
+                Ok(Response::new(
+                    self.update_status($kind, r.parent_id, r.device_status, r.update_mask)
+                        .await?,
+                ))
             }
             async fn delete_device_status(&self, r: Request<pb::DeleteStatusRequest>) -> Reply<()> {
-                self.delete_status(StatusKind { parent: $kind, shape: StatusShape::Device }, r.into_inner()).await
+                self.delete_status(
+                    StatusKind {
+                        parent: $kind,
+                        shape: StatusShape::Device,
+                    },
+                    r.into_inner(),
+                )
+                .await
             }
         }
     };

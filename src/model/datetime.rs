@@ -31,7 +31,8 @@ impl fmt::Display for DateTimeError {
     }
 }
 
-const SHAPE: &str = "expected an ISO 8601 date-time with an offset, like 2017-01-01T00:01:14.9975606+03:00 or 2017-01-01T00:00:00Z";
+const SHAPE: &str =
+    "expected an ISO 8601 date-time with an offset, like 2017-01-01T00:01:14.9975606+03:00 or 2017-01-01T00:00:00Z";
 
 impl DateTime {
     /// 0001-01-01T00:00:00Z: Graph's value for a date-time that was never set.
@@ -67,7 +68,9 @@ impl DateTime {
             .and_then(|t| t.checked_add(UNIX_EPOCH_TICKS))
             .and_then(|t| t.checked_add(i64::from(nanos / 100)))
             .and_then(Self::from_ticks)
-            .ok_or(DateTimeError("outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.9999999Z"))
+            .ok_or(DateTimeError(
+                "outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.9999999Z",
+            ))
     }
 
     /// Unix seconds and nanoseconds of this instant.
@@ -125,7 +128,11 @@ impl DateTime {
                     return Err(DateTimeError("the offset must be within ±14:00"));
                 }
                 let s = i64::from(oh * 3600 + om * 60);
-                if *sign == b'-' { -s } else { s }
+                if *sign == b'-' {
+                    -s
+                } else {
+                    s
+                }
             }
             [] => return Err(DateTimeError("a time zone offset (Z or ±hh:mm) is required")),
             _ => return Err(DateTimeError(SHAPE)),
@@ -136,9 +143,9 @@ impl DateTime {
         let ticks = utc
             .checked_mul(TICKS_PER_SECOND)
             .and_then(|t| t.checked_add(UNIX_EPOCH_TICKS + fraction));
-        ticks
-            .and_then(Self::from_ticks)
-            .ok_or(DateTimeError("outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.9999999Z"))
+        ticks.and_then(Self::from_ticks).ok_or(DateTimeError(
+            "outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.9999999Z",
+        ))
     }
 }
 
@@ -173,7 +180,7 @@ fn digits(b: &[u8], at: usize, n: usize) -> Result<u32, DateTimeError> {
 }
 
 fn is_leap(y: u32) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 fn days_in_month(y: u32, m: u32) -> u32 {
@@ -220,8 +227,14 @@ mod tests {
         assert_eq!(t.to_string(), "2016-12-31T21:01:14.9975606Z");
         let t = DateTime::parse("2017-01-01T00:00:17.7769392-08:00").unwrap();
         assert_eq!(t.to_string(), "2017-01-01T08:00:17.7769392Z");
-        assert_eq!(DateTime::parse("2020-02-29T10:00:00Z").unwrap().to_string(), "2020-02-29T10:00:00.0000000Z");
-        assert_eq!(DateTime::parse("2020-02-29T10:00:00.5Z").unwrap().to_string(), "2020-02-29T10:00:00.5000000Z");
+        assert_eq!(
+            DateTime::parse("2020-02-29T10:00:00Z").unwrap().to_string(),
+            "2020-02-29T10:00:00.0000000Z"
+        );
+        assert_eq!(
+            DateTime::parse("2020-02-29T10:00:00.5Z").unwrap().to_string(),
+            "2020-02-29T10:00:00.5000000Z"
+        );
     }
 
     #[test]

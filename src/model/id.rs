@@ -21,7 +21,10 @@ pub fn validate(field: &str, id: &str) -> Result<()> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(Error::invalid(field, format!("must be at most {MAX_ID_LEN} bytes long")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_ID_LEN} bytes long"),
+        ));
     }
     if id.chars().any(|c| c.is_control()) {
         return Err(Error::invalid(field, "must not contain control characters"));

@@ -97,8 +97,14 @@ impl ParentKind {
     /// The two status collections under this kind.
     pub fn status_kinds(self) -> [StatusKind; 2] {
         [
-            StatusKind { parent: self, shape: StatusShape::User },
-            StatusKind { parent: self, shape: StatusShape::Device },
+            StatusKind {
+                parent: self,
+                shape: StatusShape::User,
+            },
+            StatusKind {
+                parent: self,
+                shape: StatusShape::Device,
+            },
         ]
     }
 }
@@ -106,12 +112,30 @@ impl ParentKind {
 impl StatusKind {
     /// All six status collections.
     pub const ALL: [StatusKind; 6] = [
-        StatusKind { parent: ParentKind::DeviceCompliancePolicy, shape: StatusShape::User },
-        StatusKind { parent: ParentKind::DeviceCompliancePolicy, shape: StatusShape::Device },
-        StatusKind { parent: ParentKind::MobileAppConfiguration, shape: StatusShape::User },
-        StatusKind { parent: ParentKind::MobileAppConfiguration, shape: StatusShape::Device },
-        StatusKind { parent: ParentKind::DeviceConfiguration, shape: StatusShape::User },
-        StatusKind { parent: ParentKind::DeviceConfiguration, shape: StatusShape::Device },
+        StatusKind {
+            parent: ParentKind::DeviceCompliancePolicy,
+            shape: StatusShape::User,
+        },
+        StatusKind {
+            parent: ParentKind::DeviceCompliancePolicy,
+            shape: StatusShape::Device,
+        },
+        StatusKind {
+            parent: ParentKind::MobileAppConfiguration,
+            shape: StatusShape::User,
+        },
+        StatusKind {
+            parent: ParentKind::MobileAppConfiguration,
+            shape: StatusShape::Device,
+        },
+        StatusKind {
+            parent: ParentKind::DeviceConfiguration,
+            shape: StatusShape::User,
+        },
+        StatusKind {
+            parent: ParentKind::DeviceConfiguration,
+            shape: StatusShape::Device,
+        },
     ];
 
     /// Graph's entity type name, e.g. `deviceComplianceUserStatus`.

@@ -25,7 +25,10 @@ pub fn long_text(field: &str, value: &str) -> Result<()> {
 
 fn check(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
-        return Err(Error::invalid(field, format!("is {} bytes long; at most {max} are allowed", value.len())));
+        return Err(Error::invalid(
+            field,
+            format!("is {} bytes long; at most {max} are allowed", value.len()),
+        ));
     }
     if value.chars().any(|c| c == '\0') {
         return Err(Error::invalid(field, "must not contain NUL characters"));

@@ -124,14 +124,22 @@ impl Parent {
         }
         for key in self.additional_properties.keys() {
             if MODELLED.contains(&key.as_str()) {
-                return Err(Error::invalid(key, "is a modelled property and cannot be an additional property"));
+                return Err(Error::invalid(
+                    key,
+                    "is a modelled property and cannot be an additional property",
+                ));
             }
         }
-        let size = serde_json::to_vec(&self.additional_properties).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&self.additional_properties)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > limits::MAX_ADDITIONAL_BYTES {
             return Err(Error::invalid(
                 "additionalProperties",
-                format!("the derived-type properties take {size} bytes; at most {} are allowed", limits::MAX_ADDITIONAL_BYTES),
+                format!(
+                    "the derived-type properties take {size} bytes; at most {} are allowed",
+                    limits::MAX_ADDITIONAL_BYTES
+                ),
             ));
         }
         Ok(())
@@ -163,7 +171,10 @@ impl Parent {
 fn unknown_field(name: &str) -> Error {
     Error::invalid(
         "updateMask",
-        format!("'{name}' is not an updatable field; updatable: {}", UPDATABLE.join(", ")),
+        format!(
+            "'{name}' is not an updatable field; updatable: {}",
+            UPDATABLE.join(", ")
+        ),
     )
 }
 
@@ -186,19 +197,31 @@ pub fn validate_odata_type(kind: ParentKind, odata_type: &str) -> Result<()> {
         ));
     }
     let Some(name) = odata_type.strip_prefix(GRAPH_TYPE_PREFIX) else {
-        return Err(Error::invalid(FIELD, format!("must start with '{GRAPH_TYPE_PREFIX}', e.g. {}", example_type(kind))));
+        return Err(Error::invalid(
+            FIELD,
+            format!("must start with '{GRAPH_TYPE_PREFIX}', e.g. {}", example_type(kind)),
+        ));
     };
     if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(Error::invalid(FIELD, format!("'{odata_type}' is not a Graph type name")));
+        return Err(Error::invalid(
+            FIELD,
+            format!("'{odata_type}' is not a Graph type name"),
+        ));
     }
     if ParentKind::ALL.iter().any(|k| k.entity_name() == name) {
         return Err(Error::invalid(
             FIELD,
-            format!("'{odata_type}' is abstract; name a concrete type such as {}", example_type(kind)),
+            format!(
+                "'{odata_type}' is abstract; name a concrete type such as {}",
+                example_type(kind)
+            ),
         ));
     }
     if StatusKind::ALL.iter().any(|k| k.entity_name() == name) {
-        return Err(Error::invalid(FIELD, format!("'{odata_type}' is a status type, not a {}", kind.entity_name())));
+        return Err(Error::invalid(
+            FIELD,
+            format!("'{odata_type}' is a status type, not a {}", kind.entity_name()),
+        ));
     }
     Ok(())
 }
@@ -218,7 +241,11 @@ mod json_object_text {
     use serde_json::{Map, Value};
 
     pub fn serialize<S: Serializer>(map: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-        let text = if map.is_empty() { String::new() } else { Value::Object(map.clone()).to_string() };
+        let text = if map.is_empty() {
+            String::new()
+        } else {
+            Value::Object(map.clone()).to_string()
+        };
         text.serialize(s)
     }
 

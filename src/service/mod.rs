@@ -184,7 +184,12 @@ impl Service {
             if *target == parent.id {
                 continue;
             }
-            if self.store.get_parent(ParentKind::DeviceConfiguration, target).await?.is_none() {
+            if self
+                .store
+                .get_parent(ParentKind::DeviceConfiguration, target)
+                .await?
+                .is_none()
+            {
                 return Err(Error::invalid(
                     field,
                     format!("deviceConfiguration '{target}' does not exist (set on a {kind})"),
@@ -196,7 +201,10 @@ impl Service {
 
     async fn status_not_found(&self, kind: StatusKind, parent_id: &str, status_id: &str) -> Error {
         match self.store.get_parent(kind.parent, parent_id).await {
-            Ok(Some(_)) => Error::NotFound(format!("{kind} '{status_id}' does not exist under {} '{parent_id}'", kind.parent)),
+            Ok(Some(_)) => Error::NotFound(format!(
+                "{kind} '{status_id}' does not exist under {} '{parent_id}'",
+                kind.parent
+            )),
             Ok(None) => parent_not_found(kind.parent, parent_id),
             Err(e) => e,
         }

@@ -68,6 +68,10 @@ fn decode_token(token: &str) -> Result<String> {
 pub fn make_page<T>(mut items: Vec<T>, size: usize, id_of: impl Fn(&T) -> &str) -> Page<T> {
     let more = items.len() > size;
     items.truncate(size);
-    let next_token = if more { items.last().map(|i| encode_token(id_of(i))) } else { None };
+    let next_token = if more {
+        items.last().map(|i| encode_token(id_of(i)))
+    } else {
+        None
+    };
     Page { items, next_token }
 }

@@ -58,7 +58,8 @@ mod tests {
         };
         assert_eq!(decode::<Status>(&encode(&s).unwrap()).unwrap(), s);
         let mut p = Parent::empty();
-        p.additional_properties.insert("passwordRequired".into(), serde_json::json!(true));
+        p.additional_properties
+            .insert("passwordRequired".into(), serde_json::json!(true));
         assert_eq!(decode::<Parent>(&encode(&p).unwrap()).unwrap(), p);
     }
 

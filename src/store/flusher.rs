@@ -75,7 +75,10 @@ impl Flusher {
         }
         let (tx, rx) = oneshot::channel();
         {
-            let queue = self.queue.lock().map_err(|_| Error::Internal("flusher queue poisoned".into()))?;
+            let queue = self
+                .queue
+                .lock()
+                .map_err(|_| Error::Internal("flusher queue poisoned".into()))?;
             let Some(queue) = queue.as_ref() else {
                 return Err(Error::Unavailable("the server is shutting down".into()));
             };

@@ -57,14 +57,23 @@ impl SledStore {
         for kind in ParentKind::ALL {
             parents.insert(kind, db.open_tree(format!("parents/{}", kind.collection()))?);
             for sk in kind.status_kinds() {
-                statuses.insert(sk, db.open_tree(format!("statuses/{}/{}", kind.collection(), sk.segment()))?);
+                statuses.insert(
+                    sk,
+                    db.open_tree(format!("statuses/{}/{}", kind.collection(), sk.segment()))?,
+                );
             }
         }
         let cascades = db.open_tree("cascades")?;
         let log = std::fs::OpenOptions::new().read(true).open(config.path.join("db")).ok();
         let flusher = Flusher::start(db.clone(), log, config.durability)
             .map_err(|e| Error::Unavailable(format!("cannot start the flusher thread: {e}")))?;
-        let store = SledStore { db, parents, statuses, cascades, flusher };
+        let store = SledStore {
+            db,
+            parents,
+            statuses,
+            cascades,
+            flusher,
+        };
         store.finish_pending_cascades()?;
         Ok(store)
     }
@@ -163,7 +172,10 @@ fn tx_result<T>(r: Result<T, TransactionError<Error>>) -> Result<T> {
 
 fn decode_status(key: &[u8], value: &[u8]) -> Result<Status> {
     let (_, id) = keys::split_status_key(key).ok_or_else(|| Error::Internal("malformed status key".into()))?;
-    Ok(Status { id: id.to_owned(), body: codec::decode::<StatusBody>(value)? })
+    Ok(Status {
+        id: id.to_owned(),
+        body: codec::decode::<StatusBody>(value)?,
+    })
 }
 
 #[async_trait::async_trait]

