@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod model;
+pub mod rest;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -12,7 +12,7 @@ use crate::grpc::GrpcApi;
 use crate::pb;
 use crate::service::Service;
 use crate::store::{SledConfig, SledStore, Store};
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,6 +94,7 @@ impl Server {
 /// Builds the router serving gRPC (services, reflection, health) and REST.
 fn router(service: Service, config: &Config) -> Result<axum::Router> {
     let limit = config.max_message_kb.saturating_mul(1024);
+    let rest = crate::rest::router(service.clone(), limit);
     let api = GrpcApi::new(service);
     let reflection_v1 = reflection()
         .build_v1()
@@ -127,7 +128,7 @@ fn router(service: Service, config: &Config) -> Result<axum::Router> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     let grpc = routes.routes().into_axum_router();
-    Ok(grpc.fallback(fallback))
+    Ok(grpc.merge(rest).fallback(fallback))
 }
 
 /// Reflection over our protos, health, and google.rpc (so grpcurl can
@@ -157,11 +158,10 @@ async fn fallback(req: Request<axum::body::Body>) -> Response {
         );
         return resp;
     }
-    let body = serde_json::json!({
-        "error": {
-            "code": "ResourceNotFound",
-            "message": format!("No resource matches the path '{}'", req.uri().path()),
-        }
-    });
-    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+    let ids = crate::rest::error::RequestIds::new(req.headers());
+    let error = crate::rest::error::GraphError::bad_request(format!(
+        "Invalid version or path '{}': Graph paths start with /v1.0, /beta or /localtest.",
+        req.uri().path()
+    ));
+    ids.finish(error.into_response())
 }

@@ -8,12 +8,14 @@ pub mod id;
 mod kind;
 pub mod limits;
 pub mod parent;
+pub mod property;
 pub mod status;
 
 pub use compliance::ComplianceStatus;
 pub use datetime::{DateTime, DateTimeError};
 pub use kind::{ParentKind, StatusKind, StatusShape};
 pub use parent::Parent;
+pub use property::{PropertyType, PropertyValue, Queryable, SortKey};
 pub use status::{DeviceStatus, Status, StatusBody, UserStatus};
 
 /// Graph camelCase name → proto snake_case name (`devicesCount` → `devices_count`).

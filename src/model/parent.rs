@@ -156,6 +156,13 @@ impl Parent {
             return Ok(());
         }
         match name {
+            "odataType" if from.odata_type != self.odata_type => {
+                return Err(Error::invalid(
+                    "@odata.type",
+                    format!("the type of an existing entity cannot change (it is {})", self.odata_type),
+                ))
+            }
+            "odataType" => {}
             "displayName" => self.display_name.clone_from(&from.display_name),
             "description" => self.description.clone_from(&from.description),
             "targetedMobileApps" => self.targeted_mobile_apps.clone_from(&from.targeted_mobile_apps),

@@ -6,11 +6,13 @@
 //! decided here once. (Metrics, change events and auth hooks belong here too.)
 
 mod page;
+pub mod query;
 
 pub use page::{encode_token, Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use query::{CmpOp, Filter, Literal, OrderKey, Query, QueryPage};
 
 use crate::error::{Error, Result};
-use crate::model::{id, DateTime, Parent, ParentKind, Status, StatusBody, StatusKind};
+use crate::model::{id, property, DateTime, Parent, ParentKind, Status, StatusBody, StatusKind};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -173,6 +175,25 @@ impl Service {
         }
     }
 
+    /// Runs a query (filter, order, skip, page, count) over a parent kind.
+    pub async fn query_parents(&self, kind: ParentKind, query: &Query, default_size: usize) -> Result<QueryPage<Parent>> {
+        let source = ParentSource { store: self.store.as_ref(), kind };
+        query::run(&property::parent_schema(kind), query, default_size, &source).await
+    }
+
+    /// Runs a query over a parent's statuses; `NotFound` if the parent is missing.
+    pub async fn query_statuses(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        query: &Query,
+        default_size: usize,
+    ) -> Result<QueryPage<Status>> {
+        self.get_parent(kind.parent, parent_id).await?;
+        let source = StatusSource { store: self.store.as_ref(), kind, parent_id };
+        query::run(property::status_schema(kind.shape), query, default_size, &source).await
+    }
+
     /// The referenced certificate configurations must exist when set (a
     /// configuration may reference itself).
     async fn check_references(&self, kind: ParentKind, parent: &Parent) -> Result<()> {
@@ -224,5 +245,32 @@ fn check_shape(kind: StatusKind, body: &StatusBody) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Internal(format!("a {:?} body was sent to {kind}", body.shape())))
+    }
+}
+
+/// A parent collection as a query source.
+struct ParentSource<'a> {
+    store: &'a dyn Store,
+    kind: ParentKind,
+}
+
+#[async_trait::async_trait]
+impl query::Source<Parent> for ParentSource<'_> {
+    async fn fetch(&self, after: Option<String>, limit: usize) -> Result<Vec<Parent>> {
+        self.store.list_parents(self.kind, after.as_deref(), limit).await
+    }
+}
+
+/// One parent's statuses as a query source.
+struct StatusSource<'a> {
+    store: &'a dyn Store,
+    kind: StatusKind,
+    parent_id: &'a str,
+}
+
+#[async_trait::async_trait]
+impl query::Source<Status> for StatusSource<'_> {
+    async fn fetch(&self, after: Option<String>, limit: usize) -> Result<Vec<Status>> {
+        self.store.list_statuses(self.kind, self.parent_id, after.as_deref(), limit).await
     }
 }

@@ -1,0 +1,171 @@
+//! Graph's error body and response headers.
+//!
+//! Every REST error is `{"error": {"code", "message", "innerError": {"date",
+//! "request-id", "client-request-id"}}}` with the status Graph uses. Handlers
+//! return a [`GraphError`]; the [`graph_headers`] middleware, which knows the
+//! request ids, renders the body and adds `request-id`, `client-request-id`
+//! and `OData-Version` to every response. Errors produced below the handlers
+//! (axum's 413 for an oversized body, say) are rewritten into the same shape.
+
+use crate::error::Error;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// Content type of Graph's JSON responses.
+pub const JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+
+/// A REST error: status, Graph error code, message.
+#[derive(Debug, Clone)]
+pub struct GraphError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Graph's `error.code`.
+    pub code: &'static str,
+    /// Graph's `error.message`.
+    pub message: String,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl GraphError {
+    /// 400 `BadRequest`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        GraphError { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into(), allow: None }
+    }
+
+    /// 405 for a method the path does not support.
+    pub fn method_not_allowed(method: &str, allowed: &'static str) -> Self {
+        GraphError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "MethodNotAllowed",
+            message: format!("{method} is not supported on this resource; allowed: {allowed}."),
+            allow: Some(allowed),
+        }
+    }
+}
+
+impl From<Error> for GraphError {
+    fn from(e: Error) -> Self {
+        let (status, code) = match &e {
+            Error::InvalidArgument { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
+            Error::AlreadyExists(_) => (StatusCode::CONFLICT, "Conflict"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
+        };
+        let message = match e {
+            Error::InvalidArgument { field, message } => format!("Invalid value for property '{field}': {message}"),
+            other => other.to_string(),
+        };
+        GraphError { status, code, message, allow: None }
+    }
+}
+
+/// Carried from the handler to the middleware in the response extensions.
+#[derive(Debug, Clone)]
+struct Pending(GraphError);
+
+impl IntoResponse for GraphError {
+    fn into_response(self) -> Response {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = self.status;
+        resp.extensions_mut().insert(Pending(self));
+        resp
+    }
+}
+
+/// The body of a Graph error.
+pub fn error_body(e: &GraphError, request_id: &str, client_request_id: &str) -> Vec<u8> {
+    let date = crate::model::DateTime::now().to_string();
+    let body = serde_json::json!({
+        "error": {
+            "code": e.code,
+            "message": e.message,
+            "innerError": {
+                "date": &date[..19],
+                "request-id": request_id,
+                "client-request-id": client_request_id,
+            }
+        }
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+fn generic_error(status: StatusCode) -> GraphError {
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("RequestEntityTooLarge", "The request body is larger than the server accepts."),
+        StatusCode::METHOD_NOT_ALLOWED => ("MethodNotAllowed", "The method is not supported on this resource."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", "The request body must be application/json."),
+        s if s.is_server_error() => ("InternalServerError", "The server failed to process the request."),
+        _ => ("BadRequest", "The request could not be processed."),
+    };
+    GraphError { status, code, message: message.to_owned(), allow: None }
+}
+
+/// Request ids of one request.
+pub struct RequestIds {
+    /// Ours, fresh per request.
+    pub request_id: String,
+    /// The client's `client-request-id` if it sent a usable one, else ours.
+    pub client_request_id: String,
+}
+
+impl RequestIds {
+    /// Ids for a request with these headers.
+    pub fn new(headers: &HeaderMap) -> Self {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let client_request_id = headers
+            .get("client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .map_or_else(|| request_id.clone(), str::to_owned);
+        RequestIds { request_id, client_request_id }
+    }
+
+    /// Adds the Graph headers, and renders a pending or foreign error body.
+    pub fn finish(&self, mut resp: Response) -> Response {
+        let pending = resp.extensions_mut().remove::<Pending>().map(|p| p.0);
+        let status = resp.status();
+        let is_json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let error = match pending {
+            Some(e) => Some(e),
+            None if (status.is_client_error() || status.is_server_error()) && !is_json => Some(generic_error(status)),
+            None => None,
+        };
+        if let Some(e) = error {
+            let body = error_body(&e, &self.request_id, &self.client_request_id);
+            let mut fresh = Response::new(Body::from(body));
+            *fresh.status_mut() = e.status;
+            if let Some(allow) = e.allow {
+                fresh.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            } else if let Some(allow) = resp.headers().get(header::ALLOW) {
+                fresh.headers_mut().insert(header::ALLOW, allow.clone());
+            }
+            fresh.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp = fresh;
+        }
+        let headers = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert("request-id", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.client_request_id) {
+            headers.insert("client-request-id", v);
+        }
+        headers.insert("odata-version", HeaderValue::from_static("4.0"));
+        resp
+    }
+}
+
+/// Middleware: Graph headers on every REST response, Graph bodies on every error.
+pub async fn graph_headers(req: Request, next: Next) -> Response {
+    let ids = RequestIds::new(req.headers());
+    let resp = next.run(req).await;
+    ids.finish(resp)
+}

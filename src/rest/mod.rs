@@ -1,0 +1,458 @@
+//! The REST edge: Microsoft Graph's paths and JSON, translated onto the same
+//! service calls the gRPC edge makes.
+//!
+//! A request goes: version prefix → [`path::parse`] → method → JSON or query
+//! options ([`json`], [`odata`]) → one [`Service`] call → Graph JSON. The
+//! [`error::graph_headers`] middleware gives every response Graph's headers and
+//! every error Graph's body. Nothing here decides a domain rule.
+
+pub mod error;
+pub mod json;
+pub mod odata;
+pub mod path;
+
+use crate::error::Error;
+use crate::model::{Parent, ParentKind, Status, StatusKind};
+use crate::service::{Query, QueryPage, Service};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use error::{GraphError, JSON};
+use path::{ApiVersion, Certificate, ParentPath, Route};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{Map, Value};
+
+/// Intune's default page size for Graph lists.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// Characters left as they are in query values of `@odata.nextLink`.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'$');
+
+/// State of the REST edge.
+#[derive(Clone)]
+pub struct Rest {
+    service: Service,
+}
+
+/// The REST router: `/v1.0`, `/beta` and `/localtest`, with Graph headers and
+/// errors, and request bodies limited to `body_limit` bytes (413 beyond).
+pub fn router(service: Service, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1.0/{*path}", any(handle))
+        .route("/beta/{*path}", any(handle))
+        .route("/localtest/{*path}", any(handle))
+        .with_state(Rest { service })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::graph_headers))
+}
+
+async fn handle(State(rest): State<Rest>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    match rest.dispatch(&method, &uri, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What every handler needs to know about the request.
+struct Ctx<'a> {
+    version: ApiVersion,
+    /// `http://host:port`.
+    base: String,
+    uri: &'a Uri,
+}
+
+impl Ctx<'_> {
+    fn metadata(&self) -> String {
+        format!("{}/{}/$metadata#", self.base, self.version.segment())
+    }
+
+    fn parents_context(&self, kind: ParentKind) -> String {
+        format!("{}{}/{}", self.metadata(), kind.root(), kind.collection())
+    }
+
+    fn statuses_context(&self, kind: StatusKind, parent_id: &str) -> String {
+        format!(
+            "{}{}/{}('{}')/{}",
+            self.metadata(),
+            kind.parent.root(),
+            kind.parent.collection(),
+            parent_id.replace('\'', "''"),
+            kind.segment()
+        )
+    }
+
+    fn configuration_url(&self, id: &str) -> String {
+        format!(
+            "{}/{}/deviceManagement/deviceConfigurations('{}')",
+            self.base,
+            self.version.segment(),
+            utf8_percent_encode(&id.replace('\'', "''"), QUERY_VALUE)
+        )
+    }
+
+    /// The absolute `@odata.nextLink`: this URL's options, `$skiptoken` set.
+    fn next_link(&self, opts: &odata::Options, token: &str) -> String {
+        let mut query: Vec<String> = opts
+            .passthrough
+            .iter()
+            .filter(|(k, _)| k != "$skip")
+            .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY_VALUE), utf8_percent_encode(v, QUERY_VALUE)))
+            .collect();
+        query.push(format!("$skiptoken={}", utf8_percent_encode(token, QUERY_VALUE)));
+        format!("{}{}?{}", self.base, self.uri.path(), query.join("&"))
+    }
+}
+
+fn json_response(status: StatusCode, body: Map<String, Value>) -> Response {
+    let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp
+}
+
+fn entity(status: StatusCode, context: String, mut body: Map<String, Value>) -> Response {
+    let mut m = Map::with_capacity(body.len() + 1);
+    m.insert("@odata.context".into(), Value::String(context));
+    m.append(&mut body);
+    json_response(status, m)
+}
+
+fn count_response(n: u64) -> Response {
+    let mut resp = Response::new(Body::from(n.to_string()));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain;charset=utf-8"));
+    resp
+}
+
+fn no_content() -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+fn not_allowed(method: &Method, allowed: &'static str) -> GraphError {
+    GraphError::method_not_allowed(method.as_str(), allowed)
+}
+
+/// Refuses `$select`/`$filter`/`$orderby` names that the entity does not have
+/// under this version (so `platform` under v1.0 is a 400, as in Graph).
+fn check_names(opts: &odata::Options, visible: &[&str]) -> Result<(), GraphError> {
+    let mut named: Vec<(&str, String)> = Vec::new();
+    if let Some(sel) = &opts.select {
+        named.extend(sel.iter().map(|s| ("$select", s.clone())));
+    }
+    if let Some(f) = &opts.query.filter {
+        let mut props = Vec::new();
+        odata::filter_properties(f, &mut props);
+        named.extend(props.into_iter().map(|p| ("$filter", p)));
+    }
+    named.extend(opts.query.order_by.iter().map(|k| ("$orderby", k.field.clone())));
+    for (option, name) in named {
+        if !visible.contains(&name.as_str()) {
+            return Err(GraphError::bad_request(format!(
+                "Could not find a property named '{name}' ({option}); properties: {}.",
+                visible.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+impl Rest {
+    async fn dispatch(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Response, GraphError> {
+        let full = uri.path().trim_start_matches('/');
+        let (prefix, rest) = full.split_once('/').unwrap_or((full, ""));
+        let version = ApiVersion::from_segment(prefix)
+            .ok_or_else(|| GraphError::bad_request(format!("Invalid version '{prefix}'.")))?;
+        let route = path::parse(version, rest)?;
+        let ctx = Ctx { version, base: base_url(headers), uri };
+        match route {
+            Route::Parents(kind) => match *method {
+                Method::GET => self.list_parents(&ctx, kind).await,
+                Method::POST => self.create_parent(&ctx, kind, body).await,
+                _ => Err(not_allowed(method, "GET, POST")),
+            },
+            Route::ParentsCount(kind) => match *method {
+                Method::GET => self.count_parents(&ctx, kind).await,
+                _ => Err(not_allowed(method, "GET")),
+            },
+            Route::Parent(pp) => match *method {
+                Method::GET => self.get_parent(&ctx, &pp).await,
+                Method::PATCH => self.update_parent(&ctx, &pp, body).await,
+                Method::DELETE if pp.via.is_empty() => self.delete_parent(pp.kind, &pp.id).await,
+                Method::DELETE => Err(GraphError::bad_request(
+                    "To remove a certificate reference, DELETE its $ref; to delete the configuration, DELETE it by id.",
+                )),
+                _ => Err(not_allowed(method, "GET, PATCH, DELETE")),
+            },
+            Route::CertificateRef(pp) => self.certificate_ref(&ctx, method, pp, body).await,
+            Route::Statuses(kind, pp) => match *method {
+                Method::GET => self.list_statuses(&ctx, kind, &pp).await,
+                Method::POST => self.create_status(&ctx, kind, &pp, body, false).await,
+                _ => Err(not_allowed(method, "GET, POST")),
+            },
+            Route::StatusesRef(kind, pp) => match *method {
+                Method::POST => self.create_status(&ctx, kind, &pp, body, true).await,
+                _ => Err(not_allowed(method, "POST")),
+            },
+            Route::StatusesCount(kind, pp) => match *method {
+                Method::GET => self.count_statuses(&ctx, kind, &pp).await,
+                _ => Err(not_allowed(method, "GET")),
+            },
+            Route::Status(kind, pp, id) => match *method {
+                Method::GET => self.get_status(&ctx, kind, &pp, &id).await,
+                Method::PATCH => self.update_status(&ctx, kind, &pp, &id, body).await,
+                Method::DELETE => self.delete_status(kind, &pp, &id).await,
+                _ => Err(not_allowed(method, "GET, PATCH, DELETE")),
+            },
+        }
+    }
+
+    /// The id a parent path names, following certificate references.
+    async fn resolve(&self, pp: &ParentPath) -> Result<String, GraphError> {
+        let mut id = pp.id.clone();
+        for cert in &pp.via {
+            let p = self.service.get_parent(ParentKind::DeviceConfiguration, &id).await?;
+            let next = match cert {
+                Certificate::Root => p.root_certificate_id,
+                Certificate::Identity => p.identity_certificate_id,
+            };
+            id = next.ok_or_else(|| {
+                GraphError::from(Error::NotFound(format!("{} is not set on deviceConfiguration '{id}'", cert.name())))
+            })?;
+        }
+        Ok(id)
+    }
+
+    async fn list_parents(&self, ctx: &Ctx<'_>, kind: ParentKind) -> Result<Response, GraphError> {
+        let opts = odata::parse(ctx.uri.query())?;
+        check_names(&opts, &json::parent_properties(kind))?;
+        let page = self.service.query_parents(kind, &opts.query, DEFAULT_PAGE_SIZE).await?;
+        let sel = opts.select.as_deref();
+        Ok(list_response(ctx, &opts, ctx.parents_context(kind), page, |p: &Parent| {
+            json::parent_to_json(kind, p, sel)
+        }))
+    }
+
+    async fn count_parents(&self, ctx: &Ctx<'_>, kind: ParentKind) -> Result<Response, GraphError> {
+        let opts = odata::parse(ctx.uri.query())?;
+        check_names(&opts, &json::parent_properties(kind))?;
+        let query = count_query(&opts.query);
+        let page = self.service.query_parents(kind, &query, 1).await?;
+        Ok(count_response(page.count.unwrap_or(0)))
+    }
+
+    async fn create_parent(&self, ctx: &Ctx<'_>, kind: ParentKind, body: &[u8]) -> Result<Response, GraphError> {
+        let obj = json::object(body)?;
+        let (parent, _) = json::parent_from_json(kind, ctx.version, &obj)?;
+        let created = self.service.create_parent(kind, parent).await?;
+        let context = format!("{}/$entity", ctx.parents_context(kind));
+        Ok(entity(StatusCode::CREATED, context, json::parent_to_json(kind, &created, None)))
+    }
+
+    async fn get_parent(&self, ctx: &Ctx<'_>, pp: &ParentPath) -> Result<Response, GraphError> {
+        let opts = odata::parse(ctx.uri.query())?;
+        check_names(&opts, &json::parent_properties(pp.kind))?;
+        let id = self.resolve(pp).await?;
+        let p = self.service.get_parent(pp.kind, &id).await?;
+        let context = format!("{}/$entity", ctx.parents_context(pp.kind));
+        Ok(entity(StatusCode::OK, context, json::parent_to_json(pp.kind, &p, opts.select.as_deref())))
+    }
+
+    async fn update_parent(&self, ctx: &Ctx<'_>, pp: &ParentPath, body: &[u8]) -> Result<Response, GraphError> {
+        let id = self.resolve(pp).await?;
+        let obj = json::object(body)?;
+        let (input, fields) = json::parent_from_json(pp.kind, ctx.version, &obj)?;
+        check_same_id(&input.id, &id)?;
+        let updated = self.service.update_parent(pp.kind, &id, &input, &fields).await?;
+        let context = format!("{}/$entity", ctx.parents_context(pp.kind));
+        Ok(entity(StatusCode::OK, context, json::parent_to_json(pp.kind, &updated, None)))
+    }
+
+    async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<Response, GraphError> {
+        self.service.delete_parent(kind, id).await?;
+        Ok(no_content())
+    }
+
+    /// `…/rootCertificate/$ref`: GET reads the reference, PUT (or POST) sets
+    /// it from `{"@odata.id": url}`, DELETE clears it.
+    async fn certificate_ref(
+        &self,
+        ctx: &Ctx<'_>,
+        method: &Method,
+        mut pp: ParentPath,
+        body: &[u8],
+    ) -> Result<Response, GraphError> {
+        let Some(cert) = pp.via.pop() else {
+            return Err(GraphError::bad_request("$ref needs a certificate navigation."));
+        };
+        let owner = self.resolve(&pp).await?;
+        let kind = ParentKind::DeviceConfiguration;
+        let field = match cert {
+            Certificate::Root => "rootCertificateId",
+            Certificate::Identity => "identityCertificateId",
+        };
+        let set = |target: Option<String>| {
+            let mut input = Parent::empty();
+            match cert {
+                Certificate::Root => input.root_certificate_id = target,
+                Certificate::Identity => input.identity_certificate_id = target,
+            }
+            input
+        };
+        match *method {
+            Method::GET => {
+                let p = self.service.get_parent(kind, &owner).await?;
+                let target = match cert {
+                    Certificate::Root => p.root_certificate_id,
+                    Certificate::Identity => p.identity_certificate_id,
+                };
+                let target = target.ok_or_else(|| {
+                    GraphError::from(Error::NotFound(format!("{} is not set on deviceConfiguration '{owner}'", cert.name())))
+                })?;
+                let mut m = Map::new();
+                m.insert("@odata.context".into(), Value::String(format!("{}$ref", ctx.metadata())));
+                m.insert("@odata.id".into(), Value::String(ctx.configuration_url(&target)));
+                Ok(json_response(StatusCode::OK, m))
+            }
+            Method::PUT | Method::POST => {
+                let obj = json::object(body)?;
+                let url = obj
+                    .get("@odata.id")
+                    .ok_or_else(|| Error::invalid("@odata.id", "is required: {\"@odata.id\": \".../deviceConfigurations('{id}')\"}"))?;
+                let url = url.as_str().ok_or_else(|| Error::invalid("@odata.id", "must be a string"))?;
+                let target = json::bound_id("@odata.id", url)?;
+                self.service.update_parent(kind, &owner, &set(Some(target)), &[field.to_owned()]).await?;
+                Ok(no_content())
+            }
+            Method::DELETE => {
+                self.service.update_parent(kind, &owner, &set(None), &[field.to_owned()]).await?;
+                Ok(no_content())
+            }
+            _ => Err(not_allowed(method, "GET, PUT, DELETE")),
+        }
+    }
+
+    async fn list_statuses(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath) -> Result<Response, GraphError> {
+        let opts = odata::parse(ctx.uri.query())?;
+        check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
+        let parent_id = self.resolve(pp).await?;
+        let page = self.service.query_statuses(kind, &parent_id, &opts.query, DEFAULT_PAGE_SIZE).await?;
+        let sel = opts.select.as_deref();
+        let version = ctx.version;
+        Ok(list_response(ctx, &opts, ctx.statuses_context(kind, &parent_id), page, |s: &Status| {
+            json::status_to_json(kind, version, s, sel)
+        }))
+    }
+
+    async fn count_statuses(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath) -> Result<Response, GraphError> {
+        let opts = odata::parse(ctx.uri.query())?;
+        check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
+        let parent_id = self.resolve(pp).await?;
+        let page = self.service.query_statuses(kind, &parent_id, &count_query(&opts.query), 1).await?;
+        Ok(count_response(page.count.unwrap_or(0)))
+    }
+
+    async fn create_status(
+        &self,
+        ctx: &Ctx<'_>,
+        kind: StatusKind,
+        pp: &ParentPath,
+        body: &[u8],
+        via_ref: bool,
+    ) -> Result<Response, GraphError> {
+        let obj = json::object(body)?;
+        if via_ref && obj.contains_key("@odata.id") {
+            return Err(GraphError::bad_request(format!(
+                "{} are contained in their parent and cannot be linked by reference: \
+                 POST the {} entity itself (to …/{} or …/{}/$ref).",
+                kind.segment(),
+                kind.entity_name(),
+                kind.segment(),
+                kind.segment()
+            )));
+        }
+        let (status, _) = json::status_from_json(kind, ctx.version, &obj)?;
+        let parent_id = self.resolve(pp).await?;
+        let created = self.service.create_status(kind, &parent_id, status).await?;
+        let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
+        Ok(entity(StatusCode::CREATED, context, json::status_to_json(kind, ctx.version, &created, None)))
+    }
+
+    async fn get_status(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath, id: &str) -> Result<Response, GraphError> {
+        let opts = odata::parse(ctx.uri.query())?;
+        check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
+        let parent_id = self.resolve(pp).await?;
+        let s = self.service.get_status(kind, &parent_id, id).await?;
+        let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
+        Ok(entity(StatusCode::OK, context, json::status_to_json(kind, ctx.version, &s, opts.select.as_deref())))
+    }
+
+    async fn update_status(
+        &self,
+        ctx: &Ctx<'_>,
+        kind: StatusKind,
+        pp: &ParentPath,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Response, GraphError> {
+        let obj = json::object(body)?;
+        let (input, fields) = json::status_from_json(kind, ctx.version, &obj)?;
+        check_same_id(&input.id, id)?;
+        let parent_id = self.resolve(pp).await?;
+        let updated = self.service.update_status(kind, &parent_id, id, &input.body, &fields).await?;
+        let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
+        Ok(entity(StatusCode::OK, context, json::status_to_json(kind, ctx.version, &updated, None)))
+    }
+
+    async fn delete_status(&self, kind: StatusKind, pp: &ParentPath, id: &str) -> Result<Response, GraphError> {
+        let parent_id = self.resolve(pp).await?;
+        self.service.delete_status(kind, &parent_id, id).await?;
+        Ok(no_content())
+    }
+}
+
+fn check_same_id(body_id: &str, path_id: &str) -> Result<(), GraphError> {
+    if body_id.is_empty() || body_id == path_id {
+        Ok(())
+    } else {
+        Err(Error::invalid("id", format!("'{body_id}' differs from the id in the path ('{path_id}'); ids cannot change")).into())
+    }
+}
+
+/// The query `/$count` runs: the filter only, counted.
+fn count_query(q: &Query) -> Query {
+    Query { filter: q.filter.clone(), count: true, ..Query::default() }
+}
+
+fn list_response<T>(
+    ctx: &Ctx<'_>,
+    opts: &odata::Options,
+    context: String,
+    page: QueryPage<T>,
+    to_json: impl Fn(&T) -> Map<String, Value>,
+) -> Response {
+    let mut m = Map::with_capacity(4);
+    m.insert("@odata.context".into(), Value::String(context));
+    if let Some(n) = page.count {
+        m.insert("@odata.count".into(), Value::from(n));
+    }
+    let values: Vec<Value> = page.items.iter().map(|i| Value::Object(to_json(i))).collect();
+    m.insert("value".into(), Value::Array(values));
+    if let Some(token) = &page.next_token {
+        m.insert("@odata.nextLink".into(), Value::String(ctx.next_link(opts, token)));
+    }
+    json_response(StatusCode::OK, m)
+}
