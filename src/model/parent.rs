@@ -159,7 +159,10 @@ impl Parent {
             "odataType" if from.odata_type != self.odata_type => {
                 return Err(Error::invalid(
                     "@odata.type",
-                    format!("the type of an existing entity cannot change (it is {})", self.odata_type),
+                    format!(
+                        "the type of an existing entity cannot change (it is {})",
+                        self.odata_type
+                    ),
                 ))
             }
             "odataType" => {}

@@ -15,7 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Content type of Graph's JSON responses.
-pub const JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+pub const JSON: &str =
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
 /// A REST error: status, Graph error code, message.
 #[derive(Debug, Clone)]
@@ -33,7 +34,12 @@ pub struct GraphError {
 impl GraphError {
     /// 400 `BadRequest`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        GraphError { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into(), allow: None }
+        GraphError {
+            status: StatusCode::BAD_REQUEST,
+            code: "BadRequest",
+            message: message.into(),
+            allow: None,
+        }
     }
 
     /// 405 for a method the path does not support.
@@ -60,7 +66,12 @@ impl From<Error> for GraphError {
             Error::InvalidArgument { field, message } => format!("Invalid value for property '{field}': {message}"),
             other => other.to_string(),
         };
-        GraphError { status, code, message, allow: None }
+        GraphError {
+            status,
+            code,
+            message,
+            allow: None,
+        }
     }
 }
 
@@ -96,13 +107,21 @@ pub fn error_body(e: &GraphError, request_id: &str, client_request_id: &str) -> 
 
 fn generic_error(status: StatusCode) -> GraphError {
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("RequestEntityTooLarge", "The request body is larger than the server accepts."),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "RequestEntityTooLarge",
+            "The request body is larger than the server accepts.",
+        ),
         StatusCode::METHOD_NOT_ALLOWED => ("MethodNotAllowed", "The method is not supported on this resource."),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", "The request body must be application/json."),
         s if s.is_server_error() => ("InternalServerError", "The server failed to process the request."),
         _ => ("BadRequest", "The request could not be processed."),
     };
-    GraphError { status, code, message: message.to_owned(), allow: None }
+    GraphError {
+        status,
+        code,
+        message: message.to_owned(),
+        allow: None,
+    }
 }
 
 /// Request ids of one request.
@@ -122,7 +141,10 @@ impl RequestIds {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 200)
             .map_or_else(|| request_id.clone(), str::to_owned);
-        RequestIds { request_id, client_request_id }
+        RequestIds {
+            request_id,
+            client_request_id,
+        }
     }
 
     /// Adds the Graph headers, and renders a pending or foreign error body.
@@ -144,11 +166,15 @@ impl RequestIds {
             let mut fresh = Response::new(Body::from(body));
             *fresh.status_mut() = e.status;
             if let Some(allow) = e.allow {
-                fresh.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                fresh
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
             } else if let Some(allow) = resp.headers().get(header::ALLOW) {
                 fresh.headers_mut().insert(header::ALLOW, allow.clone());
             }
-            fresh.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            fresh
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp = fresh;
         }
         let headers = resp.headers_mut();

@@ -66,7 +66,11 @@ fn int32(field: &str, v: &Value) -> Result<i32> {
 fn datetime(field: &str, v: &Value) -> Result<DateTime> {
     match v {
         Value::String(s) => DateTime::parse(s).map_err(|e| Error::invalid(field, format!("\"{}\": {e}", truncate(s)))),
-        other => Err(type_error(field, "a date-time string such as 2017-01-01T00:00:00Z", other)),
+        other => Err(type_error(
+            field,
+            "a date-time string such as 2017-01-01T00:00:00Z",
+            other,
+        )),
     }
 }
 
@@ -74,7 +78,11 @@ fn compliance(field: &str, v: &Value) -> Result<ComplianceStatus> {
     let bad = || {
         Error::invalid(
             field,
-            format!("expected one of {}, got {}", ComplianceStatus::names(), truncate(&v.to_string())),
+            format!(
+                "expected one of {}, got {}",
+                ComplianceStatus::names(),
+                truncate(&v.to_string())
+            ),
         )
     };
     v.as_str().and_then(ComplianceStatus::from_graph_name).ok_or_else(bad)
@@ -87,7 +95,10 @@ fn check_type(v: &Value, expected: &str) -> Result<()> {
     if name.strip_prefix("microsoft.graph.") == Some(expected) {
         Ok(())
     } else {
-        Err(Error::invalid("@odata.type", format!("'{given}' is not #microsoft.graph.{expected}")))
+        Err(Error::invalid(
+            "@odata.type",
+            format!("'{given}' is not #microsoft.graph.{expected}"),
+        ))
     }
 }
 
@@ -98,12 +109,19 @@ fn is_annotation(key: &str) -> bool {
 }
 
 fn unknown_property(key: &str, entity: &str) -> Error {
-    Error::invalid(key, format!("the property does not exist on type 'microsoft.graph.{entity}'"))
+    Error::invalid(
+        key,
+        format!("the property does not exist on type 'microsoft.graph.{entity}'"),
+    )
 }
 
 /// A status from a POST or PATCH body: the status, and the Graph names of the
 /// properties the body sets (a PATCH changes exactly those).
-pub fn status_from_json(kind: StatusKind, version: ApiVersion, obj: &Map<String, Value>) -> Result<(Status, Vec<String>)> {
+pub fn status_from_json(
+    kind: StatusKind,
+    version: ApiVersion,
+    obj: &Map<String, Value>,
+) -> Result<(Status, Vec<String>)> {
     let entity = kind.entity_name();
     let mut body = StatusBody::default_for(kind.shape);
     let mut id = String::new();
@@ -166,9 +184,17 @@ pub fn status_properties(shape: StatusShape, version: ApiVersion) -> Vec<&'stati
 }
 
 /// A status as Graph JSON; with `select`, only those properties.
-pub fn status_to_json(kind: StatusKind, version: ApiVersion, s: &Status, select: Option<&[String]>) -> Map<String, Value> {
+pub fn status_to_json(
+    kind: StatusKind,
+    version: ApiVersion,
+    s: &Status,
+    select: Option<&[String]>,
+) -> Map<String, Value> {
     let mut m = Map::with_capacity(10);
-    m.insert("@odata.type".into(), Value::String(format!("{GRAPH_TYPE_PREFIX}{}", kind.entity_name())));
+    m.insert(
+        "@odata.type".into(),
+        Value::String(format!("{GRAPH_TYPE_PREFIX}{}", kind.entity_name())),
+    );
     let want = |name: &str| select.is_none_or(|sel| sel.iter().any(|s| s == name));
     let str_or_null = |s: &Option<String>| s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()));
     let mut put = |name: &str, v: Value| {
@@ -182,7 +208,10 @@ pub fn status_to_json(kind: StatusKind, version: ApiVersion, s: &Status, select:
             put("userDisplayName", str_or_null(&u.user_display_name));
             put("devicesCount", Value::from(u.devices_count));
             put("status", Value::from(u.status.graph_name()));
-            put("lastReportedDateTime", Value::String(u.last_reported_date_time.to_string()));
+            put(
+                "lastReportedDateTime",
+                Value::String(u.last_reported_date_time.to_string()),
+            );
             put("userPrincipalName", str_or_null(&u.user_principal_name));
         }
         StatusBody::Device(d) => {
@@ -197,7 +226,10 @@ pub fn status_to_json(kind: StatusKind, version: ApiVersion, s: &Status, select:
                 Value::String(d.compliance_grace_period_expiration_date_time.to_string()),
             );
             put("status", Value::from(d.status.graph_name()));
-            put("lastReportedDateTime", Value::String(d.last_reported_date_time.to_string()));
+            put(
+                "lastReportedDateTime",
+                Value::String(d.last_reported_date_time.to_string()),
+            );
             put("userPrincipalName", str_or_null(&d.user_principal_name));
         }
     }
@@ -210,7 +242,11 @@ const SERVER_OWNED: [&str; 3] = ["createdDateTime", "lastModifiedDateTime", "ver
 
 /// A parent from a POST or PATCH body, and the update field names it sets.
 /// Properties statusd does not model are derived-type properties: kept.
-pub fn parent_from_json(kind: ParentKind, version: ApiVersion, obj: &Map<String, Value>) -> Result<(Parent, Vec<String>)> {
+pub fn parent_from_json(
+    kind: ParentKind,
+    version: ApiVersion,
+    obj: &Map<String, Value>,
+) -> Result<(Parent, Vec<String>)> {
     let mut p = Parent::empty();
     let mut fields = Vec::with_capacity(obj.len());
     for (key, v) in obj {
@@ -283,21 +319,29 @@ pub fn bound_id(field: &str, url: &str) -> Result<String> {
     let bad = || {
         Error::invalid(
             field,
-            format!("'{}' does not name a device configuration (…/deviceConfigurations('{{id}}'))", truncate(url)),
+            format!(
+                "'{}' does not name a device configuration (…/deviceConfigurations('{{id}}'))",
+                truncate(url)
+            ),
         )
     };
     let path = url.split(['?', '#']).next().unwrap_or_default();
     let at = path.rfind("deviceConfigurations").ok_or_else(bad)?;
     let rest = &path[at + "deviceConfigurations".len()..];
     let raw = if let Some(inner) = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
-        let inner = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).unwrap_or(inner);
+        let inner = inner
+            .strip_prefix('\'')
+            .and_then(|s| s.strip_suffix('\''))
+            .unwrap_or(inner);
         inner.replace("''", "'")
     } else if let Some(id) = rest.strip_prefix('/') {
         id.trim_end_matches('/').to_owned()
     } else {
         return Err(bad());
     };
-    let id = percent_encoding::percent_decode_str(&raw).decode_utf8_lossy().into_owned();
+    let id = percent_encoding::percent_decode_str(&raw)
+        .decode_utf8_lossy()
+        .into_owned();
     if id.is_empty() || id.contains('/') {
         return Err(bad());
     }
@@ -306,7 +350,14 @@ pub fn bound_id(field: &str, url: &str) -> Result<String> {
 
 /// The Graph properties of a parent kind (for `$select`).
 pub fn parent_properties(kind: ParentKind) -> Vec<&'static str> {
-    let mut names = vec!["id", "displayName", "description", "createdDateTime", "lastModifiedDateTime", "version"];
+    let mut names = vec![
+        "id",
+        "displayName",
+        "description",
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "version",
+    ];
     if kind.has_targeted_mobile_apps() {
         names.push("targetedMobileApps");
     }
@@ -327,7 +378,10 @@ pub fn parent_to_json(kind: ParentKind, p: &Parent, select: Option<&[String]>) -
     put("displayName", Value::String(p.display_name.clone()));
     put("description", p.description.clone().map_or(Value::Null, Value::String));
     put("createdDateTime", Value::String(p.created_date_time.to_string()));
-    put("lastModifiedDateTime", Value::String(p.last_modified_date_time.to_string()));
+    put(
+        "lastModifiedDateTime",
+        Value::String(p.last_modified_date_time.to_string()),
+    );
     put("version", Value::from(p.version));
     if kind.has_targeted_mobile_apps() {
         put("targetedMobileApps", Value::from(p.targeted_mobile_apps.clone()));
@@ -351,7 +405,10 @@ mod tests {
 
     #[test]
     fn seed_placeholders_are_refused_naming_the_property() {
-        let kind = StatusKind { parent: ParentKind::DeviceConfiguration, shape: StatusShape::User };
+        let kind = StatusKind {
+            parent: ParentKind::DeviceConfiguration,
+            shape: StatusShape::User,
+        };
         for (field, value) in [
             ("status", json!("String")),
             ("devicesCount", json!("Integer")),
@@ -372,7 +429,10 @@ mod tests {
 
     #[test]
     fn platform_exists_only_in_beta() {
-        let kind = StatusKind { parent: ParentKind::DeviceConfiguration, shape: StatusShape::Device };
+        let kind = StatusKind {
+            parent: ParentKind::DeviceConfiguration,
+            shape: StatusShape::Device,
+        };
         let body = obj(json!({ "platform": 8 }));
         assert!(status_from_json(kind, ApiVersion::V1, &body).is_err());
         let (s, fields) = status_from_json(kind, ApiVersion::LocalTest, &body).unwrap();

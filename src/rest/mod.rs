@@ -29,7 +29,12 @@ use serde_json::{Map, Value};
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
 
 /// Characters left as they are in query values of `@odata.nextLink`.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'$');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'$');
 
 /// State of the REST edge.
 #[derive(Clone)]
@@ -99,7 +104,13 @@ impl Ctx<'_> {
             .passthrough
             .iter()
             .filter(|(k, _)| k != "$skip")
-            .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY_VALUE), utf8_percent_encode(v, QUERY_VALUE)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(k, QUERY_VALUE),
+                    utf8_percent_encode(v, QUERY_VALUE)
+                )
+            })
             .collect();
         query.push(format!("$skiptoken={}", utf8_percent_encode(token, QUERY_VALUE)));
         format!("{}{}?{}", self.base, self.uri.path(), query.join("&"))
@@ -110,7 +121,8 @@ fn json_response(status: StatusCode, body: Map<String, Value>) -> Response {
     let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     resp
 }
 
@@ -123,7 +135,10 @@ fn entity(status: StatusCode, context: String, mut body: Map<String, Value>) -> 
 
 fn count_response(n: u64) -> Response {
     let mut resp = Response::new(Body::from(n.to_string()));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain;charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain;charset=utf-8"),
+    );
     resp
 }
 
@@ -171,13 +186,23 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 impl Rest {
-    async fn dispatch(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Response, GraphError> {
+    async fn dispatch(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, GraphError> {
         let full = uri.path().trim_start_matches('/');
         let (prefix, rest) = full.split_once('/').unwrap_or((full, ""));
         let version = ApiVersion::from_segment(prefix)
             .ok_or_else(|| GraphError::bad_request(format!("Invalid version '{prefix}'.")))?;
         let route = path::parse(version, rest)?;
-        let ctx = Ctx { version, base: base_url(headers), uri };
+        let ctx = Ctx {
+            version,
+            base: base_url(headers),
+            uri,
+        };
         match route {
             Route::Parents(kind) => match *method {
                 Method::GET => self.list_parents(&ctx, kind).await,
@@ -230,7 +255,10 @@ impl Rest {
                 Certificate::Identity => p.identity_certificate_id,
             };
             id = next.ok_or_else(|| {
-                GraphError::from(Error::NotFound(format!("{} is not set on deviceConfiguration '{id}'", cert.name())))
+                GraphError::from(Error::NotFound(format!(
+                    "{} is not set on deviceConfiguration '{id}'",
+                    cert.name()
+                )))
             })?;
         }
         Ok(id)
@@ -241,9 +269,13 @@ impl Rest {
         check_names(&opts, &json::parent_properties(kind))?;
         let page = self.service.query_parents(kind, &opts.query, DEFAULT_PAGE_SIZE).await?;
         let sel = opts.select.as_deref();
-        Ok(list_response(ctx, &opts, ctx.parents_context(kind), page, |p: &Parent| {
-            json::parent_to_json(kind, p, sel)
-        }))
+        Ok(list_response(
+            ctx,
+            &opts,
+            ctx.parents_context(kind),
+            page,
+            |p: &Parent| json::parent_to_json(kind, p, sel),
+        ))
     }
 
     async fn count_parents(&self, ctx: &Ctx<'_>, kind: ParentKind) -> Result<Response, GraphError> {
@@ -259,7 +291,11 @@ impl Rest {
         let (parent, _) = json::parent_from_json(kind, ctx.version, &obj)?;
         let created = self.service.create_parent(kind, parent).await?;
         let context = format!("{}/$entity", ctx.parents_context(kind));
-        Ok(entity(StatusCode::CREATED, context, json::parent_to_json(kind, &created, None)))
+        Ok(entity(
+            StatusCode::CREATED,
+            context,
+            json::parent_to_json(kind, &created, None),
+        ))
     }
 
     async fn get_parent(&self, ctx: &Ctx<'_>, pp: &ParentPath) -> Result<Response, GraphError> {
@@ -268,7 +304,11 @@ impl Rest {
         let id = self.resolve(pp).await?;
         let p = self.service.get_parent(pp.kind, &id).await?;
         let context = format!("{}/$entity", ctx.parents_context(pp.kind));
-        Ok(entity(StatusCode::OK, context, json::parent_to_json(pp.kind, &p, opts.select.as_deref())))
+        Ok(entity(
+            StatusCode::OK,
+            context,
+            json::parent_to_json(pp.kind, &p, opts.select.as_deref()),
+        ))
     }
 
     async fn update_parent(&self, ctx: &Ctx<'_>, pp: &ParentPath, body: &[u8]) -> Result<Response, GraphError> {
@@ -278,7 +318,11 @@ impl Rest {
         check_same_id(&input.id, &id)?;
         let updated = self.service.update_parent(pp.kind, &id, &input, &fields).await?;
         let context = format!("{}/$entity", ctx.parents_context(pp.kind));
-        Ok(entity(StatusCode::OK, context, json::parent_to_json(pp.kind, &updated, None)))
+        Ok(entity(
+            StatusCode::OK,
+            context,
+            json::parent_to_json(pp.kind, &updated, None),
+        ))
     }
 
     async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<Response, GraphError> {
@@ -320,25 +364,40 @@ impl Rest {
                     Certificate::Identity => p.identity_certificate_id,
                 };
                 let target = target.ok_or_else(|| {
-                    GraphError::from(Error::NotFound(format!("{} is not set on deviceConfiguration '{owner}'", cert.name())))
+                    GraphError::from(Error::NotFound(format!(
+                        "{} is not set on deviceConfiguration '{owner}'",
+                        cert.name()
+                    )))
                 })?;
                 let mut m = Map::new();
-                m.insert("@odata.context".into(), Value::String(format!("{}$ref", ctx.metadata())));
+                m.insert(
+                    "@odata.context".into(),
+                    Value::String(format!("{}$ref", ctx.metadata())),
+                );
                 m.insert("@odata.id".into(), Value::String(ctx.configuration_url(&target)));
                 Ok(json_response(StatusCode::OK, m))
             }
             Method::PUT | Method::POST => {
                 let obj = json::object(body)?;
-                let url = obj
-                    .get("@odata.id")
-                    .ok_or_else(|| Error::invalid("@odata.id", "is required: {\"@odata.id\": \".../deviceConfigurations('{id}')\"}"))?;
-                let url = url.as_str().ok_or_else(|| Error::invalid("@odata.id", "must be a string"))?;
+                let url = obj.get("@odata.id").ok_or_else(|| {
+                    Error::invalid(
+                        "@odata.id",
+                        "is required: {\"@odata.id\": \".../deviceConfigurations('{id}')\"}",
+                    )
+                })?;
+                let url = url
+                    .as_str()
+                    .ok_or_else(|| Error::invalid("@odata.id", "must be a string"))?;
                 let target = json::bound_id("@odata.id", url)?;
-                self.service.update_parent(kind, &owner, &set(Some(target)), &[field.to_owned()]).await?;
+                self.service
+                    .update_parent(kind, &owner, &set(Some(target)), &[field.to_owned()])
+                    .await?;
                 Ok(no_content())
             }
             Method::DELETE => {
-                self.service.update_parent(kind, &owner, &set(None), &[field.to_owned()]).await?;
+                self.service
+                    .update_parent(kind, &owner, &set(None), &[field.to_owned()])
+                    .await?;
                 Ok(no_content())
             }
             _ => Err(not_allowed(method, "GET, PUT, DELETE")),
@@ -349,19 +408,29 @@ impl Rest {
         let opts = odata::parse(ctx.uri.query())?;
         check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
         let parent_id = self.resolve(pp).await?;
-        let page = self.service.query_statuses(kind, &parent_id, &opts.query, DEFAULT_PAGE_SIZE).await?;
+        let page = self
+            .service
+            .query_statuses(kind, &parent_id, &opts.query, DEFAULT_PAGE_SIZE)
+            .await?;
         let sel = opts.select.as_deref();
         let version = ctx.version;
-        Ok(list_response(ctx, &opts, ctx.statuses_context(kind, &parent_id), page, |s: &Status| {
-            json::status_to_json(kind, version, s, sel)
-        }))
+        Ok(list_response(
+            ctx,
+            &opts,
+            ctx.statuses_context(kind, &parent_id),
+            page,
+            |s: &Status| json::status_to_json(kind, version, s, sel),
+        ))
     }
 
     async fn count_statuses(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath) -> Result<Response, GraphError> {
         let opts = odata::parse(ctx.uri.query())?;
         check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
         let parent_id = self.resolve(pp).await?;
-        let page = self.service.query_statuses(kind, &parent_id, &count_query(&opts.query), 1).await?;
+        let page = self
+            .service
+            .query_statuses(kind, &parent_id, &count_query(&opts.query), 1)
+            .await?;
         Ok(count_response(page.count.unwrap_or(0)))
     }
 
@@ -388,16 +457,30 @@ impl Rest {
         let parent_id = self.resolve(pp).await?;
         let created = self.service.create_status(kind, &parent_id, status).await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
-        Ok(entity(StatusCode::CREATED, context, json::status_to_json(kind, ctx.version, &created, None)))
+        Ok(entity(
+            StatusCode::CREATED,
+            context,
+            json::status_to_json(kind, ctx.version, &created, None),
+        ))
     }
 
-    async fn get_status(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath, id: &str) -> Result<Response, GraphError> {
+    async fn get_status(
+        &self,
+        ctx: &Ctx<'_>,
+        kind: StatusKind,
+        pp: &ParentPath,
+        id: &str,
+    ) -> Result<Response, GraphError> {
         let opts = odata::parse(ctx.uri.query())?;
         check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
         let parent_id = self.resolve(pp).await?;
         let s = self.service.get_status(kind, &parent_id, id).await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
-        Ok(entity(StatusCode::OK, context, json::status_to_json(kind, ctx.version, &s, opts.select.as_deref())))
+        Ok(entity(
+            StatusCode::OK,
+            context,
+            json::status_to_json(kind, ctx.version, &s, opts.select.as_deref()),
+        ))
     }
 
     async fn update_status(
@@ -412,9 +495,16 @@ impl Rest {
         let (input, fields) = json::status_from_json(kind, ctx.version, &obj)?;
         check_same_id(&input.id, id)?;
         let parent_id = self.resolve(pp).await?;
-        let updated = self.service.update_status(kind, &parent_id, id, &input.body, &fields).await?;
+        let updated = self
+            .service
+            .update_status(kind, &parent_id, id, &input.body, &fields)
+            .await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
-        Ok(entity(StatusCode::OK, context, json::status_to_json(kind, ctx.version, &updated, None)))
+        Ok(entity(
+            StatusCode::OK,
+            context,
+            json::status_to_json(kind, ctx.version, &updated, None),
+        ))
     }
 
     async fn delete_status(&self, kind: StatusKind, pp: &ParentPath, id: &str) -> Result<Response, GraphError> {
@@ -428,13 +518,21 @@ fn check_same_id(body_id: &str, path_id: &str) -> Result<(), GraphError> {
     if body_id.is_empty() || body_id == path_id {
         Ok(())
     } else {
-        Err(Error::invalid("id", format!("'{body_id}' differs from the id in the path ('{path_id}'); ids cannot change")).into())
+        Err(Error::invalid(
+            "id",
+            format!("'{body_id}' differs from the id in the path ('{path_id}'); ids cannot change"),
+        )
+        .into())
     }
 }
 
 /// The query `/$count` runs: the filter only, counted.
 fn count_query(q: &Query) -> Query {
-    Query { filter: q.filter.clone(), count: true, ..Query::default() }
+    Query {
+        filter: q.filter.clone(),
+        count: true,
+        ..Query::default()
+    }
 }
 
 fn list_response<T>(

@@ -50,7 +50,9 @@ pub fn parse(raw: Option<&str>) -> Result<Options, GraphError> {
             continue; // Not a system query option: Graph ignores custom options.
         };
         if seen.contains(&name) {
-            return Err(GraphError::bad_request(format!("Query option '${name}' was given more than once.")));
+            return Err(GraphError::bad_request(format!(
+                "Query option '${name}' was given more than once."
+            )));
         }
         seen.push(name.clone());
         match name.as_str() {
@@ -79,9 +81,15 @@ pub fn parse(raw: Option<&str>) -> Result<Options, GraphError> {
                 }
             }
             "expand" | "search" | "format" | "apply" | "compute" | "levels" | "deltatoken" | "index" => {
-                return Err(GraphError::bad_request(format!("Query option '${name}' is not supported by statusd.")));
+                return Err(GraphError::bad_request(format!(
+                    "Query option '${name}' is not supported by statusd."
+                )));
             }
-            _ => return Err(GraphError::bad_request(format!("Query option '${name}' is not a known OData option."))),
+            _ => {
+                return Err(GraphError::bad_request(format!(
+                    "Query option '${name}' is not a known OData option."
+                )))
+            }
         }
         o.passthrough.push((key, value));
     }
@@ -116,7 +124,9 @@ fn parse_orderby(v: &str) -> Result<Vec<OrderKey>, GraphError> {
                 None | Some("asc") => false,
                 Some("desc") => true,
                 Some(other) => {
-                    return Err(GraphError::bad_request(format!("$orderby direction must be asc or desc, got '{other}'.")))
+                    return Err(GraphError::bad_request(format!(
+                        "$orderby direction must be asc or desc, got '{other}'."
+                    )))
                 }
             };
             if words.next().is_some() {
@@ -167,12 +177,21 @@ fn tokenize(s: &str) -> Result<Vec<Token>, GraphError> {
             }
             c if c.is_ascii_digit() || c == '-' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], ':' | '.' | '+' | '-')) {
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], ':' | '.' | '+' | '-'))
+                {
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().collect();
-                let is_number = word.strip_prefix('-').unwrap_or(&word).chars().all(|c| c.is_ascii_digit() || c == '.');
-                out.push(Token::Lit(if is_number { Literal::Number(word) } else { Literal::Bare(word) }));
+                let is_number = word
+                    .strip_prefix('-')
+                    .unwrap_or(&word)
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.');
+                out.push(Token::Lit(if is_number {
+                    Literal::Number(word)
+                } else {
+                    Literal::Bare(word)
+                }));
             }
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
@@ -230,7 +249,11 @@ pub fn parse_filter(s: &str) -> Result<Filter, GraphError> {
     if s.len() > MAX_FILTER_LEN {
         return Err(filter_error(format!("longer than {MAX_FILTER_LEN} bytes")));
     }
-    let mut p = Parser { tokens: tokenize(s)?, pos: 0, depth: 0 };
+    let mut p = Parser {
+        tokens: tokenize(s)?,
+        pos: 0,
+        depth: 0,
+    };
     if p.tokens.is_empty() {
         return Err(filter_error("the expression is empty"));
     }
@@ -307,9 +330,9 @@ impl Parser {
                 self.expect(Token::Close, "')'")?;
                 Ok(Filter::StartsWith(prop, lit))
             }
-            Some(Token::Ident(f)) if self.tokens.get(self.pos) == Some(&Token::Open) => {
-                Err(filter_error(format!("the function '{f}' is not supported (supported: startswith)")))
-            }
+            Some(Token::Ident(f)) if self.tokens.get(self.pos) == Some(&Token::Open) => Err(filter_error(format!(
+                "the function '{f}' is not supported (supported: startswith)"
+            ))),
             Some(Token::Ident(prop)) => {
                 let op = match self.next() {
                     Some(Token::Ident(op)) => match op.as_str() {
@@ -324,11 +347,17 @@ impl Parser {
                         }
                         other => return Err(filter_error(format!("expected a comparison operator, found '{other}'"))),
                     },
-                    other => return Err(filter_error(format!("expected a comparison operator after {prop}, found {other:?}"))),
+                    other => {
+                        return Err(filter_error(format!(
+                            "expected a comparison operator after {prop}, found {other:?}"
+                        )))
+                    }
                 };
                 match self.next() {
                     Some(Token::Lit(lit)) => Ok(Filter::Compare(prop, op, lit)),
-                    other => Err(filter_error(format!("expected a literal after the operator, found {other:?}"))),
+                    other => Err(filter_error(format!(
+                        "expected a literal after the operator, found {other:?}"
+                    ))),
                 }
             }
             Some(Token::Lit(l)) => Err(filter_error(format!(
@@ -364,21 +393,38 @@ mod tests {
 
     #[test]
     fn parses_precedence_and_literals() {
-        let f = parse_filter("status eq 'compliant' or not (devicesCount gt 3 and startswith(userPrincipalName,'a''b'))")
-            .unwrap();
+        let f =
+            parse_filter("status eq 'compliant' or not (devicesCount gt 3 and startswith(userPrincipalName,'a''b'))")
+                .unwrap();
         let Filter::Or(a, b) = f else { panic!() };
-        assert_eq!(*a, Filter::Compare("status".into(), CmpOp::Eq, Literal::Str("compliant".into())));
+        assert_eq!(
+            *a,
+            Filter::Compare("status".into(), CmpOp::Eq, Literal::Str("compliant".into()))
+        );
         let Filter::Not(inner) = *b else { panic!() };
         let Filter::And(x, y) = *inner else { panic!() };
-        assert_eq!(*x, Filter::Compare("devicesCount".into(), CmpOp::Gt, Literal::Number("3".into())));
-        assert_eq!(*y, Filter::StartsWith("userPrincipalName".into(), Literal::Str("a'b".into())));
+        assert_eq!(
+            *x,
+            Filter::Compare("devicesCount".into(), CmpOp::Gt, Literal::Number("3".into()))
+        );
+        assert_eq!(
+            *y,
+            Filter::StartsWith("userPrincipalName".into(), Literal::Str("a'b".into()))
+        );
         let f = parse_filter("lastReportedDateTime ge 2017-01-01T00:00:00.5+03:00").unwrap();
         assert_eq!(
             f,
-            Filter::Compare("lastReportedDateTime".into(), CmpOp::Ge, Literal::Bare("2017-01-01T00:00:00.5+03:00".into()))
+            Filter::Compare(
+                "lastReportedDateTime".into(),
+                CmpOp::Ge,
+                Literal::Bare("2017-01-01T00:00:00.5+03:00".into())
+            )
         );
         let f = parse_filter("status eq microsoft.graph.complianceStatus'error'").unwrap();
-        assert_eq!(f, Filter::Compare("status".into(), CmpOp::Eq, Literal::Str("error".into())));
+        assert_eq!(
+            f,
+            Filter::Compare("status".into(), CmpOp::Eq, Literal::Str("error".into()))
+        );
     }
 
     #[test]
@@ -401,10 +447,20 @@ mod tests {
 
     #[test]
     fn options_are_decoded_and_checked() {
-        let o = parse(Some("%24top=5&%24filter=status%20eq%20%27error%27&%24count=true&other=1")).unwrap();
+        let o = parse(Some(
+            "%24top=5&%24filter=status%20eq%20%27error%27&%24count=true&other=1",
+        ))
+        .unwrap();
         assert_eq!(o.query.page.size, Some(5));
         assert!(o.query.count && o.query.filter.is_some());
-        for bad in ["$expand=x", "$top=-1", "$top=a", "$unknown=1", "$top=1&$top=2", "$count=yes"] {
+        for bad in [
+            "$expand=x",
+            "$top=-1",
+            "$top=a",
+            "$unknown=1",
+            "$top=1&$top=2",
+            "$count=yes",
+        ] {
             assert!(parse(Some(bad)).is_err(), "{bad}");
         }
     }

@@ -112,7 +112,9 @@ pub fn parse(version: ApiVersion, path: &str) -> Result<Route, GraphError> {
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let mut it = segments.iter().map(String::as_str).peekable();
-    let root = it.next().ok_or_else(|| GraphError::bad_request("The request names no resource."))?;
+    let root = it
+        .next()
+        .ok_or_else(|| GraphError::bad_request("The request names no resource."))?;
     let (collection, key) = split_key(it.next().ok_or_else(|| unknown_segment(root))?)?;
     let kind = ParentKind::ALL
         .into_iter()
@@ -132,7 +134,11 @@ pub fn parse(version: ApiVersion, path: &str) -> Result<Route, GraphError> {
             Some(id) => id.to_owned(),
         },
     };
-    let mut parent = ParentPath { kind, id, via: Vec::new() };
+    let mut parent = ParentPath {
+        kind,
+        id,
+        via: Vec::new(),
+    };
     loop {
         let Some(seg) = it.next() else {
             return Ok(Route::Parent(parent));
@@ -215,22 +221,35 @@ mod tests {
     #[test]
     fn parses_every_documented_shape() {
         use ApiVersion::*;
-        let user = |p| StatusKind { parent: p, shape: StatusShape::User };
-        let pp = |k, id: &str, via: Vec<Certificate>| ParentPath { kind: k, id: id.into(), via };
+        let user = |p| StatusKind {
+            parent: p,
+            shape: StatusShape::User,
+        };
+        let pp = |k, id: &str, via: Vec<Certificate>| ParentPath {
+            kind: k,
+            id: id.into(),
+            via,
+        };
         let dc = ParentKind::DeviceConfiguration;
         assert_eq!(
             route(V1, "deviceManagement/deviceCompliancePolicies"),
             Route::Parents(ParentKind::DeviceCompliancePolicy)
         );
         assert_eq!(
-            route(LocalTest, "deviceAppManagement/mobileAppConfigurations/a%20b/userStatuses/$ref"),
+            route(
+                LocalTest,
+                "deviceAppManagement/mobileAppConfigurations/a%20b/userStatuses/$ref"
+            ),
             Route::StatusesRef(
                 user(ParentKind::MobileAppConfiguration),
                 pp(ParentKind::MobileAppConfiguration, "a b", vec![])
             )
         );
         assert_eq!(
-            route(Beta, "deviceManagement/deviceConfigurations('x')/identityCertificate/rootCertificate/userStatuses"),
+            route(
+                Beta,
+                "deviceManagement/deviceConfigurations('x')/identityCertificate/rootCertificate/userStatuses"
+            ),
             Route::Statuses(user(dc), pp(dc, "x", vec![Certificate::Identity, Certificate::Root]))
         );
         assert_eq!(
@@ -247,7 +266,10 @@ mod tests {
     fn refuses_unknown_segments() {
         use ApiVersion::*;
         for (v, p) in [
-            (V1, "deviceManagement/deviceConfigurations/x/rootCertificate/userStatuses"),
+            (
+                V1,
+                "deviceManagement/deviceConfigurations/x/rootCertificate/userStatuses",
+            ),
             (Beta, "deviceManagement/deviceCompliancePolicies/x/rootCertificate"),
             (V1, "deviceManagement/nope"),
             (V1, "deviceAppManagement/deviceCompliancePolicies"),

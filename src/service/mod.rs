@@ -176,8 +176,16 @@ impl Service {
     }
 
     /// Runs a query (filter, order, skip, page, count) over a parent kind.
-    pub async fn query_parents(&self, kind: ParentKind, query: &Query, default_size: usize) -> Result<QueryPage<Parent>> {
-        let source = ParentSource { store: self.store.as_ref(), kind };
+    pub async fn query_parents(
+        &self,
+        kind: ParentKind,
+        query: &Query,
+        default_size: usize,
+    ) -> Result<QueryPage<Parent>> {
+        let source = ParentSource {
+            store: self.store.as_ref(),
+            kind,
+        };
         query::run(&property::parent_schema(kind), query, default_size, &source).await
     }
 
@@ -190,7 +198,11 @@ impl Service {
         default_size: usize,
     ) -> Result<QueryPage<Status>> {
         self.get_parent(kind.parent, parent_id).await?;
-        let source = StatusSource { store: self.store.as_ref(), kind, parent_id };
+        let source = StatusSource {
+            store: self.store.as_ref(),
+            kind,
+            parent_id,
+        };
         query::run(property::status_schema(kind.shape), query, default_size, &source).await
     }
 
@@ -271,6 +283,8 @@ struct StatusSource<'a> {
 #[async_trait::async_trait]
 impl query::Source<Status> for StatusSource<'_> {
     async fn fetch(&self, after: Option<String>, limit: usize) -> Result<Vec<Status>> {
-        self.store.list_statuses(self.kind, self.parent_id, after.as_deref(), limit).await
+        self.store
+            .list_statuses(self.kind, self.parent_id, after.as_deref(), limit)
+            .await
     }
 }

