@@ -14,6 +14,7 @@ use crate::service::Service;
 use crate::store::{SledConfig, SledStore, Store};
 use axum::http::{header, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,10 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Unavailable(format!("cannot read the listening address: {e}")))?;
         let (shutdown, mut signal) = watch::channel(false);
+        // Small responses must not wait for delayed ACKs (Nagle): set TCP_NODELAY.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -122,8 +127,10 @@ fn router(service: Service, config: &Config) -> Result<axum::Router> {
                 .max_decoding_message_size(limit),
         )
         .add_service(
-            pb::device_configurations_server::DeviceConfigurationsServer::new(api).max_decoding_message_size(limit),
+            pb::device_configurations_server::DeviceConfigurationsServer::new(api.clone())
+                .max_decoding_message_size(limit),
         )
+        .add_service(pb::diagnostics_server::DiagnosticsServer::new(api))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -329,3 +329,10 @@ collection_service! {
         ListDeviceConfigurationDeviceStatusesResponse
     )
 }
+
+#[tonic::async_trait]
+impl pb::diagnostics_server::Diagnostics for GrpcApi {
+    async fn ping(&self, _: Request<()>) -> Reply<()> {
+        Ok(Response::new(()))
+    }
+}

@@ -1,0 +1,422 @@
+//! Load benchmark: drives a statusd server over real connections with a
+//! closed loop at a given concurrency and prints throughput and latency
+//! percentiles per scenario, plus each scenario's ratio to the no-op gRPC
+//! method served by the same process (the gRPC stack's ceiling here).
+//!
+//! ```text
+//! cargo bench --bench load -- [--addr HOST:PORT] [--concurrency 1,64] [--seconds 5]
+//!                             [--stored N] [--scenarios grpc-noop,grpc-create,...]
+//! ```
+//! Without `--addr` it starts the release `statusd` binary on a temp directory
+//! (and reports its RSS, disk use and start-up time). `--stored N` first loads
+//! N statuses under the benchmark's policy, to measure at scale.
+
+use statusd::pb;
+use statusd::pb::device_compliance_policies_client::DeviceCompliancePoliciesClient as Policies;
+use statusd::pb::diagnostics_client::DiagnosticsClient;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const PARENT: &str = "bench-policy";
+const ALL: [&str; 7] = [
+    "grpc-noop",
+    "grpc-create",
+    "grpc-get",
+    "grpc-list",
+    "rest-create",
+    "rest-list",
+    "grpc-noop",
+];
+
+struct Args {
+    addr: Option<String>,
+    concurrency: Vec<usize>,
+    seconds: f64,
+    stored: u64,
+    scenarios: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        addr: None,
+        concurrency: vec![1, 64],
+        seconds: 5.0,
+        stored: 0,
+        scenarios: ALL.map(String::from).to_vec(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => a.addr = Some(value()),
+            "--concurrency" => a.concurrency = value().split(',').map(|c| c.parse().expect("concurrency")).collect(),
+            "--seconds" => a.seconds = value().parse().expect("seconds"),
+            "--stored" => a.stored = value().parse().expect("stored"),
+            "--scenarios" => a.scenarios = value().split(',').map(String::from).collect(),
+            "--bench" => {}
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// The server under test when the benchmark starts its own.
+struct Spawned {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn dir_mib(path: &std::path::Path) -> f64 {
+    fn walk(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(path) as f64 / (1024.0 * 1024.0)
+}
+
+async fn spawn_server(dir: tempfile::TempDir) -> (Spawned, String, Duration) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
+        .args(["--listen", &addr, "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start statusd");
+    let spawned = Spawned { child, dir };
+    loop {
+        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+            if DiagnosticsClient::new(ch).ping(()).await.is_ok() {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "statusd did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (spawned, addr, started.elapsed())
+}
+
+async fn channels(addr: &str, n: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    out
+}
+
+fn user_status(id: String) -> pb::DeviceComplianceUserStatus {
+    pb::DeviceComplianceUserStatus {
+        id,
+        user_display_name: Some("Bench User".into()),
+        devices_count: 3,
+        status: pb::ComplianceStatus::Compliant as i32,
+        last_reported_date_time: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+        user_principal_name: Some("bench@contoso.com".into()),
+    }
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn next_id(prefix: &str) -> String {
+    format!("{prefix}-{:012}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One operation of a scenario.
+async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, known: &[String]) -> bool {
+    match scenario {
+        "grpc-noop" => DiagnosticsClient::new(ch.clone()).ping(()).await.is_ok(),
+        "grpc-create" => Policies::new(ch.clone())
+            .create_user_status(pb::CreateDeviceComplianceUserStatusRequest {
+                parent_id: PARENT.into(),
+                user_status: Some(user_status(next_id("g"))),
+            })
+            .await
+            .is_ok(),
+        "grpc-get" => {
+            let id = &known[rand::random::<u64>() as usize % known.len()];
+            Policies::new(ch.clone())
+                .get_user_status(pb::GetStatusRequest {
+                    parent_id: PARENT.into(),
+                    id: id.clone(),
+                })
+                .await
+                .is_ok()
+        }
+        "grpc-list" => {
+            let after = &known[rand::random::<u64>() as usize % known.len()];
+            let token = base64_id(after);
+            Policies::new(ch.clone())
+                .list_user_statuses(pb::ListStatusesRequest {
+                    parent_id: PARENT.into(),
+                    page_size: 100,
+                    page_token: token,
+                })
+                .await
+                .is_ok()
+        }
+        "rest-create" => {
+            let body = format!(
+                r#"{{"id":"{}","userDisplayName":"Bench User","devicesCount":3,"status":"compliant","lastReportedDateTime":"2023-11-14T22:13:20Z","userPrincipalName":"bench@contoso.com"}}"#,
+                next_id("r")
+            );
+            let url = format!("http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatuses");
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            read_ok(resp, 201).await
+        }
+        "rest-list" => {
+            let after = &known[rand::random::<u64>() as usize % known.len()];
+            let url = format!(
+                "http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatuses?$top=100&$skiptoken={}",
+                base64_id(after)
+            );
+            read_ok(http.get(url).send().await, 200).await
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+async fn read_ok(resp: reqwest::Result<reqwest::Response>, want: u16) -> bool {
+    match resp {
+        Ok(r) => r.status().as_u16() == want && r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn base64_id(id: &str) -> String {
+    statusd::service::encode_token(id)
+}
+
+struct Outcome {
+    ops: usize,
+    errors: usize,
+    secs: f64,
+    lat_us: Vec<u32>,
+}
+
+async fn run(
+    scenario: &str,
+    conc: usize,
+    secs: f64,
+    addr: &str,
+    chans: &[Channel],
+    known: Arc<Vec<String>>,
+) -> Outcome {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(conc).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..conc)
+        .map(|w| {
+            let ch = chans[w % chans.len()].clone();
+            let http = http.clone();
+            let (scenario, addr, known) = (scenario.to_owned(), addr.to_owned(), known.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 14);
+                let mut errors = 0;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let ok = op(&scenario, &ch, &http, &addr, &known).await;
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.unwrap();
+        all.extend(lat);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Outcome {
+        ops: all.len(),
+        errors,
+        secs,
+        lat_us: all,
+    }
+}
+
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+async fn preload(chans: &[Channel], n: u64) -> Vec<String> {
+    let per = 64;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..per)
+        .map(|w| {
+            let mut client = Policies::new(chans[w % chans.len()].clone());
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    client
+                        .create_user_status(pb::CreateDeviceComplianceUserStatusRequest {
+                            parent_id: PARENT.into(),
+                            user_status: Some(user_status(format!("pre-{i:012}"))),
+                        })
+                        .await
+                        .expect("preload create");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    if n > 0 {
+        println!(
+            "preloaded {n} statuses in {:.1}s ({:.0}/s)",
+            started.elapsed().as_secs_f64(),
+            n as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    (0..n.min(100_000))
+        .map(|i| format!("pre-{:012}", i * (n / n.min(100_000).max(1))))
+        .collect()
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let (spawned, addr) = match &args.addr {
+            Some(a) => (None, a.clone()),
+            None => {
+                let (s, addr, startup) = spawn_server(tempfile::tempdir().unwrap()).await;
+                println!(
+                    "started release statusd on {addr} in {:.0} ms (empty store)",
+                    startup.as_secs_f64() * 1000.0
+                );
+                (Some(s), addr)
+            }
+        };
+        let chans = channels(&addr, 4).await;
+        let mut policies = Policies::new(chans[0].clone());
+        let _ = policies
+            .create_device_compliance_policy(pb::CreateDeviceCompliancePolicyRequest {
+                device_compliance_policy: Some(pb::DeviceCompliancePolicy {
+                    odata_type: "#microsoft.graph.windows10CompliancePolicy".into(),
+                    id: PARENT.into(),
+                    display_name: "bench".into(),
+                    ..Default::default()
+                }),
+            })
+            .await;
+        let mut known = preload(&chans, args.stored).await;
+        if known.is_empty() {
+            known = preload_small(&chans).await;
+        }
+        let known = Arc::new(known);
+        if let Some(s) = &spawned {
+            let pid = s.child.id();
+            println!(
+                "server RSS {:.1} MiB, data dir {:.1} MiB",
+                rss_mib(pid).unwrap_or(0.0),
+                dir_mib(s.dir.path())
+            );
+        }
+        println!(
+            "{:<12} {:>5} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8}",
+            "scenario", "conc", "ops", "ops/s", "p50 ms", "p99 ms", "p999 ms", "errors", "/noop"
+        );
+        for &conc in &args.concurrency {
+            let mut noop_rate = None;
+            for scenario in &args.scenarios {
+                let r = run(scenario, conc, args.seconds, &addr, &chans, known.clone()).await;
+                let rate = r.ops as f64 / r.secs;
+                if scenario == "grpc-noop" {
+                    noop_rate = Some(rate);
+                }
+                let ratio = noop_rate.map_or(String::from("-"), |n| format!("{:.2}", rate / n));
+                println!(
+                    "{:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>8}",
+                    scenario,
+                    conc,
+                    r.ops,
+                    rate,
+                    pct(&r.lat_us, 0.5),
+                    pct(&r.lat_us, 0.99),
+                    pct(&r.lat_us, 0.999),
+                    r.errors,
+                    ratio
+                );
+            }
+        }
+        if let Some(s) = spawned {
+            let pid = s.child.id();
+            println!(
+                "server RSS {:.1} MiB, data dir {:.1} MiB (after the run)",
+                rss_mib(pid).unwrap_or(0.0),
+                dir_mib(s.dir.path())
+            );
+            drop(s);
+        }
+    });
+}
+
+/// Some statuses for get/list when nothing was preloaded.
+async fn preload_small(chans: &[Channel]) -> Vec<String> {
+    preload(chans, 2000).await
+}
