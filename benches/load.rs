@@ -328,9 +328,9 @@ async fn preload(chans: &[Channel], n: u64) -> Vec<String> {
             n as f64 / started.elapsed().as_secs_f64()
         );
     }
-    (0..n.min(100_000))
-        .map(|i| format!("pre-{:012}", i * (n / n.min(100_000).max(1))))
-        .collect()
+    // Up to 100k known ids, spread evenly over what was loaded.
+    let step = (n / 100_000).max(1);
+    (0..n.min(100_000)).map(|i| format!("pre-{:012}", i * step)).collect()
 }
 
 fn main() {
