@@ -31,6 +31,25 @@ pub struct Config {
     /// Largest accepted gRPC message or REST request body, in KiB.
     #[arg(long, env = "STATUSD_MAX_MESSAGE_KB", default_value_t = 1024)]
     pub max_message_kb: usize,
+
+    /// Most client connections served at once; further clients wait in the
+    /// listen backlog until one closes.
+    #[arg(long, env = "STATUSD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Most concurrent HTTP/2 streams (gRPC calls) per connection.
+    #[arg(long, env = "STATUSD_MAX_STREAMS", default_value_t = 256)]
+    pub max_streams: u32,
+
+    /// Seconds a client may take to send a request's headers; an idle HTTP/1
+    /// connection is closed after this long.
+    #[arg(long, env = "STATUSD_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Longest a request may run, in seconds (a gRPC `grpc-timeout` may ask
+    /// for less): then DEADLINE_EXCEEDED / 504.
+    #[arg(long, env = "STATUSD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
 }
 
 impl Config {
@@ -43,6 +62,10 @@ impl Config {
             cache_mb: 64,
             durability: Durability::Durable,
             max_message_kb: 1024,
+            max_connections: 1024,
+            max_streams: 256,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }

@@ -1,10 +1,13 @@
-//! The process: opens the store, builds the gRPC (and REST) routes on one
-//! listener, and shuts down gracefully.
+//! The process: opens the store, builds the gRPC and REST routes on one
+//! listener, serves connections within limits, and shuts down gracefully.
 //!
 //! One port serves both protocols: tonic's routes become an axum router, so
 //! `grpcurl -plaintext localhost:8080 list` and `curl localhost:8080/v1.0/...`
-//! reach the same service. Shutdown stops accepting, lets in-flight requests
-//! finish, then flushes the store.
+//! reach the same service. Connections are served by hyper directly (not
+//! `axum::serve`) so that slow or idle clients are bounded: a cap on open
+//! connections, a header read timeout, a cap on HTTP/2 streams per
+//! connection, and a deadline on every request. Shutdown stops accepting,
+//! lets in-flight requests finish, then flushes the store.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -12,20 +15,30 @@ use crate::grpc::GrpcApi;
 use crate::pb;
 use crate::service::Service;
 use crate::store::{SledConfig, SledStore, Store};
-use axum::http::{header, HeaderValue, Request};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+
+/// How long shutdown waits for in-flight requests before closing anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<Result<()>>,
+    task: JoinHandle<()>,
     store: Arc<SledStore>,
 }
 
@@ -39,25 +52,14 @@ impl Server {
         })?);
         let service = Service::new(store.clone() as Arc<dyn Store>);
         let app = router(service, &config)?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Unavailable(format!("cannot read the listening address: {e}")))?;
-        let (shutdown, mut signal) = watch::channel(false);
-        // Small responses must not wait for delayed ACKs (Nagle): set TCP_NODELAY.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = signal.wait_for(|stop| *stop).await;
-                })
-                .await
-                .map_err(|e| Error::Unavailable(format!("server error: {e}")))
-        });
+        let (shutdown, signal) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, app, config.clone(), signal));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
         Ok(Server {
             addr,
@@ -86,13 +88,66 @@ impl Server {
     /// Stops accepting, drains in-flight requests, flushes the store.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
-        let served = self
-            .task
+        self.task
             .await
             .map_err(|e| Error::Internal(format!("server task failed: {e}")))?;
         self.store.flush().await?;
         tracing::info!("statusd stopped; storage flushed");
-        served
+        Ok(())
+    }
+}
+
+/// Accepts connections until shutdown; each is served by hyper (HTTP/1.1 or
+/// HTTP/2, detected per connection) under the configured limits.
+async fn accept_loop(listener: TcpListener, app: axum::Router, config: Config, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.header_timeout_secs.max(1)));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.max_streams.max(1))
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small responses must not wait for delayed ACKs (Nagle).
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
     }
 }
 
@@ -116,26 +171,38 @@ fn router(service: Service, config: &Config) -> Result<axum::Router> {
         health_reporter.set_serving::<B<GrpcApi>>().await;
         health_reporter.set_serving::<C<GrpcApi>>().await;
     });
+    // The size limit is enforced by `grpc::limit` (RESOURCE_EXHAUSTED), so
+    // tonic's own check (OUT_OF_RANGE) is lifted.
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(
             pb::device_compliance_policies_server::DeviceCompliancePoliciesServer::new(api.clone())
-                .max_decoding_message_size(limit),
+                .max_decoding_message_size(usize::MAX),
         )
         .add_service(
             pb::mobile_app_configurations_server::MobileAppConfigurationsServer::new(api.clone())
-                .max_decoding_message_size(limit),
+                .max_decoding_message_size(usize::MAX),
         )
         .add_service(
             pb::device_configurations_server::DeviceConfigurationsServer::new(api.clone())
-                .max_decoding_message_size(limit),
+                .max_decoding_message_size(usize::MAX),
         )
         .add_service(pb::diagnostics_server::DiagnosticsServer::new(api))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let grpc = routes.routes().into_axum_router();
-    Ok(grpc.merge(rest).fallback(fallback))
+    let grpc = routes
+        .routes()
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            crate::grpc::limit::limit_body,
+        ));
+    let deadline = Duration::from_secs(config.request_timeout_secs.max(1));
+    Ok(grpc
+        .merge(rest)
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(deadline, request_deadline)))
 }
 
 /// Reflection over our protos, health, and google.rpc (so grpcurl can
@@ -147,23 +214,81 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// Unknown paths: gRPC callers get UNIMPLEMENTED, others Graph's 404 body.
-async fn fallback(req: Request<axum::body::Body>) -> Response {
-    let is_grpc = req
-        .headers()
+fn is_grpc(req: &Request) -> bool {
+    req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if is_grpc {
-        let mut resp = Response::new(axum::body::Body::empty());
-        let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from_static("12"));
-        headers.insert(
-            "grpc-message",
-            HeaderValue::from_static("unknown%20service%20or%20method"),
-        );
-        return resp;
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// A gRPC response carrying only a status (a "trailers-only" response).
+fn grpc_status(code: tonic::Code, message: &str) -> Response {
+    let mut resp = Response::new(axum::body::Body::empty());
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code as i32));
+    let encoded: String = message
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", v);
+    }
+    resp
+}
+
+/// Parses gRPC's `grpc-timeout` header (`<up to 8 digits><H|M|S|m|u|n>`).
+fn grpc_timeout(req: &Request) -> Option<Duration> {
+    let v = req.headers().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Middleware: every request gets a deadline — the server's, or a shorter
+/// `grpc-timeout` — and past it DEADLINE_EXCEEDED (gRPC) or 504 (REST). A
+/// write that was already applied when its deadline passed stays applied, as
+/// with any RPC whose response is lost.
+async fn request_deadline(State(max): State<Duration>, req: Request, next: Next) -> Response {
+    let grpc = is_grpc(&req);
+    let limit = if grpc {
+        grpc_timeout(&req).map_or(max, |t| t.min(max))
+    } else {
+        max
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) if grpc => grpc_status(tonic::Code::DeadlineExceeded, "the request's deadline passed"),
+        Err(_) => {
+            let error = crate::rest::error::GraphError {
+                status: axum::http::StatusCode::GATEWAY_TIMEOUT,
+                code: "GatewayTimeout",
+                message: format!("The request did not complete within {limit:?}."),
+                allow: None,
+            };
+            crate::rest::error::RequestIds::new(&axum::http::HeaderMap::new()).finish(error.into_response())
+        }
+    }
+}
+
+/// Unknown paths: gRPC callers get UNIMPLEMENTED, others Graph's 400 body.
+async fn fallback(req: Request) -> Response {
+    if is_grpc(&req) {
+        return grpc_status(tonic::Code::Unimplemented, "unknown service or method");
     }
     let ids = crate::rest::error::RequestIds::new(req.headers());
     let error = crate::rest::error::GraphError::bad_request(format!(

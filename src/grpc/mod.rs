@@ -5,6 +5,7 @@
 //! so the nine collections share one implementation, as they do in `service`.
 
 pub mod convert;
+pub mod limit;
 
 use crate::error::Error;
 use crate::model::{ParentKind, StatusKind, StatusShape};
