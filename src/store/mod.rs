@@ -21,7 +21,7 @@ mod sled_store;
 
 pub use codec::{decode, encode, RECORD_VERSION};
 pub use flusher::{Durability, FlushStats};
-pub use sled_store::{SledConfig, SledStore};
+pub use sled_store::{IntegrityReport, SledConfig, SledStore};
 
 use crate::error::Result;
 use crate::model::{Parent, ParentKind, Status, StatusKind};

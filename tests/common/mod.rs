@@ -318,14 +318,19 @@ impl HttpResponse {
 
 /// Sends one request; `body` is sent as given (so malformed JSON can be tested).
 pub async fn http(method: &str, url: &str, body: Option<&str>) -> HttpResponse {
+    try_http(method, url, body).await.expect("HTTP request")
+}
+
+/// As [`http`], but a transport failure is an `Err` rather than a panic.
+pub async fn try_http(method: &str, url: &str, body: Option<&str>) -> Result<HttpResponse, reqwest::Error> {
     let client = reqwest::Client::new();
     let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
     if let Some(b) = body {
         req = req.header("content-type", "application/json").body(b.to_owned());
     }
-    let resp = req.send().await.expect("HTTP request");
+    let resp = req.send().await?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    HttpResponse { status, headers, text }
+    let text = resp.text().await?;
+    Ok(HttpResponse { status, headers, text })
 }
