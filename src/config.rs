@@ -28,6 +28,12 @@ pub struct Config {
     #[arg(long, env = "STATUSD_DURABILITY", value_enum, default_value = "durable")]
     pub durability: Durability,
 
+    /// Free space (MiB) the data directory's disk must keep: below it writes
+    /// are refused (UNAVAILABLE / 507) and reads go on; they resume once space
+    /// is freed.
+    #[arg(long, env = "STATUSD_MIN_FREE_MB", default_value_t = 64)]
+    pub min_free_mb: u64,
+
     /// Largest accepted gRPC message or REST request body, in KiB.
     #[arg(long, env = "STATUSD_MAX_MESSAGE_KB", default_value_t = 1024)]
     pub max_message_kb: usize,
@@ -62,6 +68,7 @@ impl Config {
             cache_mb: 64,
             durability: Durability::Durable,
             max_message_kb: 1024,
+            min_free_mb: 1,
             max_connections: 1024,
             max_streams: 256,
             header_timeout_secs: 10,

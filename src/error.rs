@@ -25,6 +25,10 @@ pub enum Error {
     /// a delete of the same id still in progress); retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// The disk holding the data is (nearly) full: writes are refused, reads
+    /// work, and writes resume once space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A bug or corrupted data: never caused by a client's input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -46,6 +50,9 @@ impl Error {
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                Error::InsufficientStorage(format!("the disk is full: {io}"))
+            }
             sled::Error::Io(io) => Error::Unavailable(format!("storage I/O error: {io}")),
             sled::Error::Corruption { .. } => Error::Internal(format!("storage corruption: {e}")),
             other => Error::Internal(format!("storage error: {other}")),
@@ -65,7 +72,7 @@ impl From<Error> for tonic::Status {
             }
             Error::NotFound(m) => tonic::Status::not_found(m),
             Error::AlreadyExists(m) => tonic::Status::already_exists(m),
-            Error::Unavailable(m) => tonic::Status::unavailable(m),
+            Error::Unavailable(m) | Error::InsufficientStorage(m) => tonic::Status::unavailable(m),
             Error::Internal(m) => tonic::Status::internal(m),
         }
     }

@@ -49,6 +49,7 @@ impl Server {
             path: config.data_dir.clone(),
             cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
             durability: config.durability,
+            min_free_bytes: config.min_free_mb.saturating_mul(1024 * 1024),
         })?);
         let service = Service::new(store.clone() as Arc<dyn Store>);
         let app = router(service, &config)?;

@@ -351,6 +351,7 @@ async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
         path: dir.path().to_owned(),
         cache_capacity: 64 << 20,
         durability: statusd::store::Durability::Durable,
+        min_free_bytes: 0,
     })
     .expect("the store opens cleanly after the crashes");
     let report = store.check_integrity().expect("every record decodes");

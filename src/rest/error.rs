@@ -60,6 +60,7 @@ impl From<Error> for GraphError {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
             Error::AlreadyExists(_) => (StatusCode::CONFLICT, "Conflict"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            Error::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
         };
         let message = match e {

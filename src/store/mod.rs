@@ -18,6 +18,7 @@ mod codec;
 mod flusher;
 pub mod keys;
 mod sled_store;
+mod space;
 
 pub use codec::{decode, encode, RECORD_VERSION};
 pub use flusher::{Durability, FlushStats};

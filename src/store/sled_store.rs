@@ -7,6 +7,7 @@
 //! id is the tail of its key).
 
 use super::flusher::{Durability, FlushStats, Flusher};
+use super::space::SpaceGuard;
 use super::{codec, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::{Parent, ParentKind, Status, StatusBody, StatusKind};
@@ -30,6 +31,8 @@ pub struct SledConfig {
     pub cache_capacity: u64,
     /// When mutations are acknowledged.
     pub durability: Durability,
+    /// Free bytes the data directory's disk must keep; writes are refused below.
+    pub min_free_bytes: u64,
 }
 
 /// Stripes of the parent locks (see [`SledStore::create_status`]).
@@ -65,6 +68,7 @@ pub struct SledStore {
     statuses: HashMap<StatusKind, sled::Tree>,
     cascades: sled::Tree,
     flusher: Flusher,
+    space: SpaceGuard,
 }
 
 impl SledStore {
@@ -100,6 +104,8 @@ impl SledStore {
             statuses,
             cascades,
             flusher,
+            space: SpaceGuard::start(config.path.clone(), config.min_free_bytes)
+                .map_err(|e| Error::Unavailable(format!("cannot start the free-space thread: {e}")))?,
         };
         store.finish_pending_cascades()?;
         Ok(store)
@@ -251,6 +257,7 @@ fn decode_status(key: &[u8], value: &[u8]) -> Result<Status> {
 #[async_trait::async_trait]
 impl Store for SledStore {
     async fn create_parent(&self, kind: ParentKind, parent: &Parent) -> Result<()> {
+        self.space.check()?;
         let value = codec::encode(parent)?;
         let cascade_key = keys::cascade_key(kind.tag(), &parent.id);
         let tree = self.parents(kind);
@@ -282,6 +289,7 @@ impl Store for SledStore {
     }
 
     async fn replace_parent(&self, kind: ParentKind, expected: &Parent, new: &Parent) -> Result<bool> {
+        self.space.check()?;
         let old = codec::encode(expected)?;
         let value = codec::encode(new)?;
         let swapped = self
@@ -295,6 +303,7 @@ impl Store for SledStore {
     }
 
     async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<bool> {
+        self.space.check()?;
         let cascade_key = keys::cascade_key(kind.tag(), id);
         let tree = self.parents(kind);
         let removed = {
@@ -328,6 +337,7 @@ impl Store for SledStore {
     }
 
     async fn create_status(&self, kind: StatusKind, parent_id: &str, status: &Status) -> Result<()> {
+        self.space.check()?;
         let key = keys::status_key(parent_id, &status.id);
         let value = codec::encode(&status.body)?;
         {
@@ -358,6 +368,7 @@ impl Store for SledStore {
     }
 
     async fn replace_status(&self, kind: StatusKind, parent_id: &str, expected: &Status, new: &Status) -> Result<bool> {
+        self.space.check()?;
         let key = keys::status_key(parent_id, &new.id);
         let old = codec::encode(&expected.body)?;
         let value = codec::encode(&new.body)?;
@@ -372,6 +383,7 @@ impl Store for SledStore {
     }
 
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
+        self.space.check()?;
         let removed = self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some();
         if removed {
             self.flusher.commit().await?;
