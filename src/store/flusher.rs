@@ -132,7 +132,7 @@ fn run(db: sled::Db, log: Option<File>, queue: mpsc::Receiver<Ticket>, stats: &F
 fn flush_once(db: &sled::Db, log: Option<&File>) -> Result<()> {
     db.flush()?;
     if let Some(file) = log {
-        file.sync_all()
+        file.sync_data()
             .map_err(|e| Error::Unavailable(format!("cannot fsync the storage log: {e}")))?;
     }
     Ok(())
