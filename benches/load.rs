@@ -105,7 +105,11 @@ async fn spawn_server(dir: tempfile::TempDir) -> (Spawned, String, Duration) {
         .local_addr()
         .unwrap()
         .port();
-    let addr = format!("127.0.0.1:{port}");
+    spawn_server_at(dir, &format!("127.0.0.1:{port}")).await
+}
+
+async fn spawn_server_at(dir: tempfile::TempDir, addr: &str) -> (Spawned, String, Duration) {
+    let addr = addr.to_owned();
     let started = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
         .args(["--listen", &addr, "--data-dir"])
@@ -368,6 +372,32 @@ fn main() {
         if known.is_empty() {
             known = preload_small(&chans).await;
         }
+        // Start-up time on the loaded store: stop gracefully, start again.
+        let (spawned, chans) = match spawned {
+            Some(mut s) if args.stored > 0 => {
+                println!(
+                    "server RSS {:.1} MiB, data dir {:.1} MiB (after the preload)",
+                    rss_mib(s.child.id()).unwrap_or(0.0),
+                    dir_mib(s.dir.path())
+                );
+                let _ = std::process::Command::new("kill")
+                    .arg("-INT")
+                    .arg(s.child.id().to_string())
+                    .status();
+                let _ = s.child.wait();
+                let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+                drop(s);
+                let (s, new_addr, startup) = spawn_server_at(dir, &addr).await;
+                println!(
+                    "restart with {} statuses: {:.0} ms to the first answered call",
+                    args.stored,
+                    startup.as_secs_f64() * 1000.0
+                );
+                assert_eq!(new_addr, addr);
+                (Some(s), channels(&addr, 4).await)
+            }
+            other => (other, chans),
+        };
         let known = Arc::new(known);
         if let Some(s) = &spawned {
             let pid = s.child.id();

@@ -4,9 +4,9 @@
 //! A writer applies its change to sled (in memory, ordered in sled's log),
 //! then queues a ticket and waits. The flusher takes every queued ticket, runs
 //! one `Db::flush()` — which writes the log up to at least every change made
-//! before the tickets were queued — then `fsync`s the log file (sled's flush
-//! uses `sync_file_range`, which does not cover file metadata or the disk's
-//! write cache), and answers all of them. Under load one fsync serves many
+//! before the tickets were queued — then `fdatasync`s the log file (sled's
+//! flush uses `sync_file_range`, which covers neither the file's size nor the
+//! disk's write cache), and answers all of them. Under load one fsync serves many
 //! writers, so throughput scales with concurrency rather than with the
 //! disk's fsync rate.
 //!

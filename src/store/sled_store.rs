@@ -209,7 +209,12 @@ impl Drop for SledStore {
         let stats = self.flusher.stats();
         let flushes = stats.flushes.load(std::sync::atomic::Ordering::Relaxed);
         let writers = stats.writers.load(std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(flushes, writers, per_flush = writers as f64 / flushes.max(1) as f64, "group commit");
+        tracing::info!(
+            flushes,
+            writers,
+            per_flush = writers as f64 / flushes.max(1) as f64,
+            "group commit"
+        );
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
