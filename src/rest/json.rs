@@ -12,6 +12,7 @@ use super::path::ApiVersion;
 use crate::error::{Error, Result};
 use crate::model::parent::GRAPH_TYPE_PREFIX;
 use crate::model::{ComplianceStatus, DateTime, Parent, ParentKind, Status, StatusBody, StatusKind, StatusShape};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 /// Parses a request body into a JSON object.
@@ -183,57 +184,104 @@ pub fn status_properties(shape: StatusShape, version: ApiVersion) -> Vec<&'stati
     names
 }
 
-/// A status as Graph JSON; with `select`, only those properties.
+/// A status as Graph JSON, serialised straight from the record (no
+/// intermediate JSON tree): `@odata.context` when given, `@odata.type`, then
+/// the properties in Graph's order; with `select`, only those.
+pub struct StatusView<'a> {
+    /// The collection the status belongs to.
+    pub kind: StatusKind,
+    /// The API version (decides whether `platform` exists).
+    pub version: ApiVersion,
+    /// The record.
+    pub status: &'a Status,
+    /// `$select`, if any.
+    pub select: Option<&'a [String]>,
+    /// `@odata.context`, on single-entity responses.
+    pub context: Option<&'a str>,
+}
+
+/// A date-time written in Graph's form without an intermediate string.
+struct Iso(DateTime);
+
+impl Serialize for Iso {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// `#microsoft.graph.{name}` without an intermediate string.
+struct GraphType(&'static str);
+
+impl Serialize for GraphType {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{GRAPH_TYPE_PREFIX}{}", self.0))
+    }
+}
+
+impl Serialize for StatusView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if let Some(c) = self.context {
+            m.serialize_entry("@odata.context", c)?;
+        }
+        m.serialize_entry("@odata.type", &GraphType(self.kind.entity_name()))?;
+        let want = |name: &str| self.select.is_none_or(|sel| sel.iter().any(|s| s == name));
+        if want("id") {
+            m.serialize_entry("id", &self.status.id)?;
+        }
+        macro_rules! put {
+            ($name:literal, $value:expr) => {
+                if want($name) {
+                    m.serialize_entry($name, &$value)?;
+                }
+            };
+        }
+        match &self.status.body {
+            StatusBody::User(u) => {
+                put!("userDisplayName", u.user_display_name);
+                put!("devicesCount", u.devices_count);
+                put!("status", u.status.graph_name());
+                put!("lastReportedDateTime", Iso(u.last_reported_date_time));
+                put!("userPrincipalName", u.user_principal_name);
+            }
+            StatusBody::Device(d) => {
+                put!("deviceDisplayName", d.device_display_name);
+                put!("userName", d.user_name);
+                put!("deviceModel", d.device_model);
+                if self.version.is_beta() {
+                    put!("platform", d.platform);
+                }
+                put!(
+                    "complianceGracePeriodExpirationDateTime",
+                    Iso(d.compliance_grace_period_expiration_date_time)
+                );
+                put!("status", d.status.graph_name());
+                put!("lastReportedDateTime", Iso(d.last_reported_date_time));
+                put!("userPrincipalName", d.user_principal_name);
+            }
+        }
+        m.end()
+    }
+}
+
+/// A status as a Graph JSON object (see [`StatusView`]).
 pub fn status_to_json(
     kind: StatusKind,
     version: ApiVersion,
     s: &Status,
     select: Option<&[String]>,
 ) -> Map<String, Value> {
-    let mut m = Map::with_capacity(10);
-    m.insert(
-        "@odata.type".into(),
-        Value::String(format!("{GRAPH_TYPE_PREFIX}{}", kind.entity_name())),
-    );
-    let want = |name: &str| select.is_none_or(|sel| sel.iter().any(|s| s == name));
-    let str_or_null = |s: &Option<String>| s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()));
-    let mut put = |name: &str, v: Value| {
-        if want(name) {
-            m.insert(name.to_owned(), v);
-        }
+    let view = StatusView {
+        kind,
+        version,
+        status: s,
+        select,
+        context: None,
     };
-    put("id", Value::String(s.id.clone()));
-    match &s.body {
-        StatusBody::User(u) => {
-            put("userDisplayName", str_or_null(&u.user_display_name));
-            put("devicesCount", Value::from(u.devices_count));
-            put("status", Value::from(u.status.graph_name()));
-            put(
-                "lastReportedDateTime",
-                Value::String(u.last_reported_date_time.to_string()),
-            );
-            put("userPrincipalName", str_or_null(&u.user_principal_name));
-        }
-        StatusBody::Device(d) => {
-            put("deviceDisplayName", str_or_null(&d.device_display_name));
-            put("userName", str_or_null(&d.user_name));
-            put("deviceModel", str_or_null(&d.device_model));
-            if version.is_beta() {
-                put("platform", Value::from(d.platform));
-            }
-            put(
-                "complianceGracePeriodExpirationDateTime",
-                Value::String(d.compliance_grace_period_expiration_date_time.to_string()),
-            );
-            put("status", Value::from(d.status.graph_name()));
-            put(
-                "lastReportedDateTime",
-                Value::String(d.last_reported_date_time.to_string()),
-            );
-            put("userPrincipalName", str_or_null(&d.user_principal_name));
-        }
+    match serde_json::to_value(view) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
     }
-    m
 }
 
 /// Graph parent properties the server owns: accepted on input and ignored,
@@ -364,34 +412,64 @@ pub fn parent_properties(kind: ParentKind) -> Vec<&'static str> {
     names
 }
 
-/// A parent as Graph JSON: the modelled properties, then the derived-type ones.
+/// A parent as Graph JSON: the modelled properties, then the derived-type
+/// ones (those only without `$select`).
+pub struct ParentView<'a> {
+    /// The parent's kind.
+    pub kind: ParentKind,
+    /// The record.
+    pub parent: &'a Parent,
+    /// `$select`, if any.
+    pub select: Option<&'a [String]>,
+    /// `@odata.context`, on single-entity responses.
+    pub context: Option<&'a str>,
+}
+
+impl Serialize for ParentView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let p = self.parent;
+        let mut m = s.serialize_map(None)?;
+        if let Some(c) = self.context {
+            m.serialize_entry("@odata.context", c)?;
+        }
+        m.serialize_entry("@odata.type", &p.odata_type)?;
+        let want = |name: &str| self.select.is_none_or(|sel| sel.iter().any(|s| s == name));
+        macro_rules! put {
+            ($name:literal, $value:expr) => {
+                if want($name) {
+                    m.serialize_entry($name, &$value)?;
+                }
+            };
+        }
+        put!("id", p.id);
+        put!("displayName", p.display_name);
+        put!("description", p.description);
+        put!("createdDateTime", Iso(p.created_date_time));
+        put!("lastModifiedDateTime", Iso(p.last_modified_date_time));
+        put!("version", p.version);
+        if self.kind.has_targeted_mobile_apps() {
+            put!("targetedMobileApps", p.targeted_mobile_apps);
+        }
+        if self.select.is_none() {
+            for (k, v) in &p.additional_properties {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// A parent as a Graph JSON object (see [`ParentView`]).
 pub fn parent_to_json(kind: ParentKind, p: &Parent, select: Option<&[String]>) -> Map<String, Value> {
-    let mut m = Map::with_capacity(8 + p.additional_properties.len());
-    m.insert("@odata.type".into(), Value::String(p.odata_type.clone()));
-    let want = |name: &str| select.is_none_or(|sel| sel.iter().any(|s| s == name));
-    let mut put = |name: &str, v: Value| {
-        if want(name) {
-            m.insert(name.to_owned(), v);
-        }
-    };
-    put("id", Value::String(p.id.clone()));
-    put("displayName", Value::String(p.display_name.clone()));
-    put("description", p.description.clone().map_or(Value::Null, Value::String));
-    put("createdDateTime", Value::String(p.created_date_time.to_string()));
-    put(
-        "lastModifiedDateTime",
-        Value::String(p.last_modified_date_time.to_string()),
-    );
-    put("version", Value::from(p.version));
-    if kind.has_targeted_mobile_apps() {
-        put("targetedMobileApps", Value::from(p.targeted_mobile_apps.clone()));
+    match serde_json::to_value(ParentView {
+        kind,
+        parent: p,
+        select,
+        context: None,
+    }) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
     }
-    if select.is_none() {
-        for (k, v) in &p.additional_properties {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    m
 }
 
 #[cfg(test)]

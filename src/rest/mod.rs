@@ -126,11 +126,51 @@ fn json_response(status: StatusCode, body: Map<String, Value>) -> Response {
     resp
 }
 
-fn entity(status: StatusCode, context: String, mut body: Map<String, Value>) -> Response {
-    let mut m = Map::with_capacity(body.len() + 1);
-    m.insert("@odata.context".into(), Value::String(context));
-    m.append(&mut body);
-    json_response(status, m)
+fn serialized(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp
+}
+
+fn parent_entity(
+    status: StatusCode,
+    context: &str,
+    kind: ParentKind,
+    p: &Parent,
+    select: Option<&[String]>,
+) -> Response {
+    serialized(
+        status,
+        &json::ParentView {
+            kind,
+            parent: p,
+            select,
+            context: Some(context),
+        },
+    )
+}
+
+fn status_entity(
+    status: StatusCode,
+    context: &str,
+    ctx: &Ctx<'_>,
+    kind: StatusKind,
+    s: &Status,
+    select: Option<&[String]>,
+) -> Response {
+    serialized(
+        status,
+        &json::StatusView {
+            kind,
+            version: ctx.version,
+            status: s,
+            select,
+            context: Some(context),
+        },
+    )
 }
 
 fn count_response(n: u64) -> Response {
@@ -273,8 +313,13 @@ impl Rest {
             ctx,
             &opts,
             ctx.parents_context(kind),
-            page,
-            |p: &Parent| json::parent_to_json(kind, p, sel),
+            &page,
+            |p: &Parent| json::ParentView {
+                kind,
+                parent: p,
+                select: sel,
+                context: None,
+            },
         ))
     }
 
@@ -291,11 +336,7 @@ impl Rest {
         let (parent, _) = json::parent_from_json(kind, ctx.version, &obj)?;
         let created = self.service.create_parent(kind, parent).await?;
         let context = format!("{}/$entity", ctx.parents_context(kind));
-        Ok(entity(
-            StatusCode::CREATED,
-            context,
-            json::parent_to_json(kind, &created, None),
-        ))
+        Ok(parent_entity(StatusCode::CREATED, &context, kind, &created, None))
     }
 
     async fn get_parent(&self, ctx: &Ctx<'_>, pp: &ParentPath) -> Result<Response, GraphError> {
@@ -304,10 +345,12 @@ impl Rest {
         let id = self.resolve(pp).await?;
         let p = self.service.get_parent(pp.kind, &id).await?;
         let context = format!("{}/$entity", ctx.parents_context(pp.kind));
-        Ok(entity(
+        Ok(parent_entity(
             StatusCode::OK,
-            context,
-            json::parent_to_json(pp.kind, &p, opts.select.as_deref()),
+            &context,
+            pp.kind,
+            &p,
+            opts.select.as_deref(),
         ))
     }
 
@@ -318,11 +361,7 @@ impl Rest {
         check_same_id(&input.id, &id)?;
         let updated = self.service.update_parent(pp.kind, &id, &input, &fields).await?;
         let context = format!("{}/$entity", ctx.parents_context(pp.kind));
-        Ok(entity(
-            StatusCode::OK,
-            context,
-            json::parent_to_json(pp.kind, &updated, None),
-        ))
+        Ok(parent_entity(StatusCode::OK, &context, pp.kind, &updated, None))
     }
 
     async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<Response, GraphError> {
@@ -418,8 +457,14 @@ impl Rest {
             ctx,
             &opts,
             ctx.statuses_context(kind, &parent_id),
-            page,
-            |s: &Status| json::status_to_json(kind, version, s, sel),
+            &page,
+            |s: &Status| json::StatusView {
+                kind,
+                version,
+                status: s,
+                select: sel,
+                context: None,
+            },
         ))
     }
 
@@ -457,11 +502,7 @@ impl Rest {
         let parent_id = self.resolve(pp).await?;
         let created = self.service.create_status(kind, &parent_id, status).await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
-        Ok(entity(
-            StatusCode::CREATED,
-            context,
-            json::status_to_json(kind, ctx.version, &created, None),
-        ))
+        Ok(status_entity(StatusCode::CREATED, &context, ctx, kind, &created, None))
     }
 
     async fn get_status(
@@ -476,10 +517,13 @@ impl Rest {
         let parent_id = self.resolve(pp).await?;
         let s = self.service.get_status(kind, &parent_id, id).await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
-        Ok(entity(
+        Ok(status_entity(
             StatusCode::OK,
-            context,
-            json::status_to_json(kind, ctx.version, &s, opts.select.as_deref()),
+            &context,
+            ctx,
+            kind,
+            &s,
+            opts.select.as_deref(),
         ))
     }
 
@@ -500,11 +544,7 @@ impl Rest {
             .update_status(kind, &parent_id, id, &input.body, &fields)
             .await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
-        Ok(entity(
-            StatusCode::OK,
-            context,
-            json::status_to_json(kind, ctx.version, &updated, None),
-        ))
+        Ok(status_entity(StatusCode::OK, &context, ctx, kind, &updated, None))
     }
 
     async fn delete_status(&self, kind: StatusKind, pp: &ParentPath, id: &str) -> Result<Response, GraphError> {
@@ -535,22 +575,42 @@ fn count_query(q: &Query) -> Query {
     }
 }
 
-fn list_response<T>(
+/// A Graph collection response, serialised straight from the records.
+struct ListBody<V> {
+    context: String,
+    count: Option<u64>,
+    value: Vec<V>,
+    next_link: Option<String>,
+}
+
+impl<V: serde::Serialize> serde::Serialize for ListBody<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("@odata.context", &self.context)?;
+        if let Some(n) = self.count {
+            m.serialize_entry("@odata.count", &n)?;
+        }
+        m.serialize_entry("value", &self.value)?;
+        if let Some(link) = &self.next_link {
+            m.serialize_entry("@odata.nextLink", link)?;
+        }
+        m.end()
+    }
+}
+
+fn list_response<'a, T, V: serde::Serialize>(
     ctx: &Ctx<'_>,
     opts: &odata::Options,
     context: String,
-    page: QueryPage<T>,
-    to_json: impl Fn(&T) -> Map<String, Value>,
+    page: &'a QueryPage<T>,
+    to_view: impl Fn(&'a T) -> V,
 ) -> Response {
-    let mut m = Map::with_capacity(4);
-    m.insert("@odata.context".into(), Value::String(context));
-    if let Some(n) = page.count {
-        m.insert("@odata.count".into(), Value::from(n));
-    }
-    let values: Vec<Value> = page.items.iter().map(|i| Value::Object(to_json(i))).collect();
-    m.insert("value".into(), Value::Array(values));
-    if let Some(token) = &page.next_token {
-        m.insert("@odata.nextLink".into(), Value::String(ctx.next_link(opts, token)));
-    }
-    json_response(StatusCode::OK, m)
+    let body = ListBody {
+        context,
+        count: page.count,
+        value: page.items.iter().map(to_view).collect(),
+        next_link: page.next_token.as_ref().map(|t| ctx.next_link(opts, t)),
+    };
+    serialized(StatusCode::OK, &body)
 }

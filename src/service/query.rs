@@ -337,9 +337,17 @@ pub async fn run<T: Queryable + Send>(
         };
         let mut skip = skip;
         let mut items = Vec::new();
+        // Without a filter the first read is exactly what the page needs;
+        // with one, read in larger chunks.
+        let mut want = if filter.is_none() {
+            (size + 1 + skip).min(SCAN_CHUNK)
+        } else {
+            SCAN_CHUNK
+        };
         'scan: loop {
-            let chunk = source.fetch(after.clone(), SCAN_CHUNK).await?;
-            let done = chunk.len() < SCAN_CHUNK;
+            let chunk = source.fetch(after.clone(), want).await?;
+            let done = chunk.len() < want;
+            want = SCAN_CHUNK;
             for r in chunk {
                 after = Some(r.id().to_owned());
                 if !matches(&r) {
