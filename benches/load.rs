@@ -36,6 +36,8 @@ struct Args {
     seconds: f64,
     stored: u64,
     scenarios: Vec<String>,
+    /// Extra flags for the spawned server, e.g. "--cache-mb 64".
+    server_args: Vec<String>,
 }
 
 fn parse_args() -> Args {
@@ -45,6 +47,7 @@ fn parse_args() -> Args {
         seconds: 5.0,
         stored: 0,
         scenarios: ALL.map(String::from).to_vec(),
+        server_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +58,7 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("seconds"),
             "--stored" => a.stored = value().parse().expect("stored"),
             "--scenarios" => a.scenarios = value().split(',').map(String::from).collect(),
+            "--server-args" => a.server_args = value().split_whitespace().map(String::from).collect(),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -114,6 +118,7 @@ async fn spawn_server_at(dir: tempfile::TempDir, addr: &str) -> (Spawned, String
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
         .args(["--listen", &addr, "--data-dir"])
         .arg(dir.path())
+        .args(SERVER_ARGS.get().map_or(&[][..], Vec::as_slice))
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start statusd");
@@ -159,6 +164,7 @@ fn user_status(id: String) -> pb::DeviceComplianceUserStatus {
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
+static SERVER_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
 fn next_id(prefix: &str) -> String {
     format!("{prefix}-{:012}", SEQ.fetch_add(1, Ordering::Relaxed))
@@ -339,6 +345,7 @@ async fn preload(chans: &[Channel], n: u64) -> Vec<String> {
 
 fn main() {
     let args = parse_args();
+    let _ = SERVER_ARGS.set(args.server_args.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
