@@ -12,10 +12,9 @@
 
 mod common;
 
-use common::{try_http, UserMsg, PARENTS};
+use common::{try_http, ChildServer, UserMsg, PARENTS};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 const REST_COLLECTIONS: [&str; 3] = [
@@ -273,34 +272,6 @@ impl Writer {
     }
 }
 
-fn spawn(dir: &std::path::Path) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_statusd"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn statusd");
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
-async fn connect(base: &str) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Channel::from_shared(base.to_owned()).unwrap().connect().await {
-            Ok(ch) => return ch,
-            Err(e) if Instant::now() > deadline => panic!("statusd did not come up after a crash: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
     let cycles: usize = std::env::var("STATUSD_CRASH_CYCLES")
@@ -319,8 +290,8 @@ async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
     let mut violations = Vec::new();
     let mut acknowledged_ops = 0usize;
     for cycle in 0..cycles {
-        let (mut child, base) = spawn(dir.path());
-        let ch = connect(&base).await;
+        let mut server = ChildServer::spawn(dir.path());
+        let (ch, base) = (server.connect().await, server.base.clone());
         for w in &mut writers {
             violations.extend(w.check(&ch).await);
         }
@@ -331,8 +302,7 @@ async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
             .map(|w| tokio::spawn(w.run(ch.clone(), base.clone())))
             .collect();
         tokio::time::sleep(Duration::from_millis(200 + rand::random::<u64>() % 600)).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        server.kill();
         for t in tasks {
             writers.push(t.await.unwrap());
         }
@@ -340,13 +310,12 @@ async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
         acknowledged_ops += after - before;
     }
     // The last restart: check, then stop and look inside the store itself.
-    let (mut child, base) = spawn(dir.path());
-    let ch = connect(&base).await;
+    let mut server = ChildServer::spawn(dir.path());
+    let ch = server.connect().await;
     for w in &mut writers {
         violations.extend(w.check(&ch).await);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     let store = statusd::store::SledStore::open(&statusd::store::SledConfig {
         path: dir.path().to_owned(),
         cache_capacity: 64 << 20,

@@ -218,129 +218,77 @@ fn additional(p: &Parent) -> Option<Struct> {
     (!p.additional_properties.is_empty()).then(|| json_to_struct(&p.additional_properties))
 }
 
-impl ParentMessage for pb::DeviceCompliancePolicy {
-    const KIND: ParentKind = ParentKind::DeviceCompliancePolicy;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn into_model(self) -> Result<Parent> {
-        base_parent(
-            self.odata_type,
-            self.id,
-            self.display_name,
-            self.description,
-            self.additional_properties,
-        )
-    }
-    fn from_model(p: Parent) -> Self {
-        Self {
-            additional_properties: additional(&p),
-            created_date_time: timestamp(p.created_date_time),
-            last_modified_date_time: timestamp(p.last_modified_date_time),
-            version: p.version,
-            odata_type: p.odata_type,
-            id: p.id,
-            display_name: p.display_name,
-            description: p.description,
-        }
-    }
-    fn populated(&self) -> Vec<String> {
-        base_populated(
-            &self.display_name,
-            self.description.is_some(),
-            &self.additional_properties,
-        )
+/// Whether an optional proto field is set (for an update without a mask).
+trait IsSet {
+    fn is_set(&self) -> bool;
+}
+
+impl IsSet for Option<String> {
+    fn is_set(&self) -> bool {
+        self.is_some()
     }
 }
 
-impl ParentMessage for pb::ManagedDeviceMobileAppConfiguration {
-    const KIND: ParentKind = ParentKind::MobileAppConfiguration;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn into_model(self) -> Result<Parent> {
-        let mut p = base_parent(
-            self.odata_type,
-            self.id,
-            self.display_name,
-            self.description,
-            self.additional_properties,
-        )?;
-        p.targeted_mobile_apps = self.targeted_mobile_apps;
-        Ok(p)
-    }
-    fn from_model(p: Parent) -> Self {
-        Self {
-            additional_properties: additional(&p),
-            created_date_time: timestamp(p.created_date_time),
-            last_modified_date_time: timestamp(p.last_modified_date_time),
-            version: p.version,
-            odata_type: p.odata_type,
-            id: p.id,
-            display_name: p.display_name,
-            description: p.description,
-            targeted_mobile_apps: p.targeted_mobile_apps,
-        }
-    }
-    fn populated(&self) -> Vec<String> {
-        let mut out = base_populated(
-            &self.display_name,
-            self.description.is_some(),
-            &self.additional_properties,
-        );
-        if !self.targeted_mobile_apps.is_empty() {
-            out.push("targetedMobileApps".to_owned());
-        }
-        out
+impl IsSet for Vec<String> {
+    fn is_set(&self) -> bool {
+        !self.is_empty()
     }
 }
 
-impl ParentMessage for pb::DeviceConfiguration {
-    const KIND: ParentKind = ParentKind::DeviceConfiguration;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn into_model(self) -> Result<Parent> {
-        let mut p = base_parent(
-            self.odata_type,
-            self.id,
-            self.display_name,
-            self.description,
-            self.additional_properties,
-        )?;
-        p.root_certificate_id = self.root_certificate_id;
-        p.identity_certificate_id = self.identity_certificate_id;
-        Ok(p)
-    }
-    fn from_model(p: Parent) -> Self {
-        Self {
-            additional_properties: additional(&p),
-            created_date_time: timestamp(p.created_date_time),
-            last_modified_date_time: timestamp(p.last_modified_date_time),
-            version: p.version,
-            odata_type: p.odata_type,
-            id: p.id,
-            display_name: p.display_name,
-            description: p.description,
-            root_certificate_id: p.root_certificate_id,
-            identity_certificate_id: p.identity_certificate_id,
+/// Implements [`ParentMessage`] for one parent message: the shared fields,
+/// plus the kind's own fields (same name in proto and model) and their Graph
+/// update names.
+macro_rules! parent_message {
+    ($msg:ty, $kind:expr $(, $field:ident => $graph:literal)*) => {
+        impl ParentMessage for $msg {
+            const KIND: ParentKind = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn into_model(self) -> Result<Parent> {
+                #[allow(unused_mut)]
+                let mut p =
+                    base_parent(self.odata_type, self.id, self.display_name, self.description, self.additional_properties)?;
+                $(p.$field = self.$field;)*
+                Ok(p)
+            }
+            fn from_model(p: Parent) -> Self {
+                Self {
+                    additional_properties: additional(&p),
+                    created_date_time: timestamp(p.created_date_time),
+                    last_modified_date_time: timestamp(p.last_modified_date_time),
+                    version: p.version,
+                    $($field: p.$field,)*
+                    odata_type: p.odata_type,
+                    id: p.id,
+                    display_name: p.display_name,
+                    description: p.description,
+                }
+            }
+            fn populated(&self) -> Vec<String> {
+                #[allow(unused_mut)]
+                let mut out = base_populated(&self.display_name, self.description.is_some(), &self.additional_properties);
+                $(if self.$field.is_set() {
+                    out.push($graph.to_owned());
+                })*
+                out
+            }
         }
-    }
-    fn populated(&self) -> Vec<String> {
-        let mut out = base_populated(
-            &self.display_name,
-            self.description.is_some(),
-            &self.additional_properties,
-        );
-        if self.root_certificate_id.is_some() {
-            out.push("rootCertificateId".to_owned());
-        }
-        if self.identity_certificate_id.is_some() {
-            out.push("identityCertificateId".to_owned());
-        }
-        out
-    }
+    };
 }
+
+parent_message!(pb::DeviceCompliancePolicy, ParentKind::DeviceCompliancePolicy);
+parent_message!(
+    pb::ManagedDeviceMobileAppConfiguration,
+    ParentKind::MobileAppConfiguration,
+    targeted_mobile_apps => "targetedMobileApps"
+);
+parent_message!(
+    pb::DeviceConfiguration,
+    ParentKind::DeviceConfiguration,
+    root_certificate_id => "rootCertificateId",
+    identity_certificate_id => "identityCertificateId"
+);
 
 /// google.protobuf.Struct → JSON object. Non-finite numbers are refused.
 pub fn struct_to_json(s: Struct) -> Result<Map<String, Json>> {

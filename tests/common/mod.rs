@@ -334,3 +334,51 @@ pub async fn try_http(method: &str, url: &str, body: Option<&str>) -> Result<Htt
     let text = resp.text().await?;
     Ok(HttpResponse { status, headers, text })
 }
+
+/// The real `statusd` binary as a child process on a free loopback port.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+}
+
+impl ChildServer {
+    /// Starts the binary on `dir`.
+    pub fn spawn(dir: &std::path::Path) -> ChildServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn statusd");
+        ChildServer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A channel once the server answers (it may be recovering from a crash).
+    pub async fn connect(&self) -> Channel {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Channel::from_shared(self.base.clone()).unwrap().connect().await {
+                Ok(ch) => return ch,
+                Err(e) if std::time::Instant::now() > deadline => panic!("statusd did not come up: {e}"),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
