@@ -75,6 +75,7 @@ async fn grpcurl_lists_describes_and_calls_every_method() {
     );
     let health = g.call("grpc.health.v1.Health/Check", json!({}));
     assert_eq!(health["status"], "SERVING");
+    assert_eq!(g.call("statusd.v1.Diagnostics/Ping", json!({})), json!({}));
 
     let parents = [
         (
