@@ -106,3 +106,77 @@ async fn concurrent_writers_lose_nothing() {
     assert_eq!(listed.len(), WRITERS * PER_WRITER, "listed exactly once each");
     assert_eq!(listed.iter().cloned().collect::<HashSet<_>>(), acked);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_flushes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = common::ChildServer::spawn(dir.path());
+    let ch = server.connect().await;
+    PARENTS[1]
+        .create(&ch, PARENTS[1].new_parent("term", "x"))
+        .await
+        .unwrap();
+    // Writers keep going while the signal arrives; what they got acknowledged must survive.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let ch = ch.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let msg = UserMsg {
+                        id: format!("t{w}-{i}"),
+                        ..Default::default()
+                    };
+                    match PARENTS[1].create_status(&ch, "User", "term", msg).await {
+                        Ok(s) => acked.push(s.id),
+                        Err(_) => return acked,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "statusd exited with {status:?} after SIGTERM");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let mut acked = HashSet::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(!acked.is_empty());
+    let mut again = common::ChildServer::spawn(dir.path());
+    let ch = again.connect().await;
+    let mut stored = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = PARENTS[1]
+            .list_statuses::<UserMsg>(&ch, "User", "term", 1000, &token)
+            .await
+            .unwrap();
+        stored.extend(items.into_iter().map(|s| s.id));
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    assert!(
+        acked.is_subset(&stored),
+        "{} acknowledged creates lost",
+        acked.difference(&stored).count()
+    );
+    again.kill();
+}
