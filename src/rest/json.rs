@@ -174,14 +174,11 @@ fn set_status_field(body: &mut StatusBody, key: &str, v: &Value, version: ApiVer
 
 /// The Graph properties of a status shape visible under `version`.
 pub fn status_properties(shape: StatusShape, version: ApiVersion) -> Vec<&'static str> {
-    let mut names = vec!["id"];
-    names.extend(
-        StatusBody::fields(shape)
-            .iter()
-            .copied()
-            .filter(|f| version.is_beta() || *f != "platform"),
-    );
-    names
+    crate::model::property::status_schema(shape)
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| version.is_beta() || *name != "platform")
+        .collect()
 }
 
 /// A status as Graph JSON, serialised straight from the record (no
@@ -398,18 +395,10 @@ pub fn bound_id(field: &str, url: &str) -> Result<String> {
 
 /// The Graph properties of a parent kind (for `$select`).
 pub fn parent_properties(kind: ParentKind) -> Vec<&'static str> {
-    let mut names = vec![
-        "id",
-        "displayName",
-        "description",
-        "createdDateTime",
-        "lastModifiedDateTime",
-        "version",
-    ];
-    if kind.has_targeted_mobile_apps() {
-        names.push("targetedMobileApps");
-    }
-    names
+    crate::model::property::parent_schema(kind)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// A parent as Graph JSON: the modelled properties, then the derived-type
