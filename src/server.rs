@@ -75,11 +75,6 @@ impl Server {
         self.addr
     }
 
-    /// The store, for statistics.
-    pub fn store(&self) -> &Arc<SledStore> {
-        &self.store
-    }
-
     /// Runs until `signal` completes, then shuts down gracefully.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<()> {
         signal.await;

@@ -57,10 +57,7 @@ impl GrpcApi {
         field: &str,
     ) -> Result<M, Status> {
         let msg = msg.ok_or_else(|| required(field))?;
-        let fields = match mask {
-            Some(m) => m.paths.iter().map(|p| mask_path(p)).collect(),
-            None => msg.populated(),
-        };
+        let fields = update_fields(mask, || msg.populated());
         let id = msg.id().to_owned();
         let input = msg.into_model()?;
         Ok(M::from_model(
@@ -80,20 +77,14 @@ impl GrpcApi {
         msg: Option<M>,
     ) -> Result<M, Status> {
         let msg = msg.ok_or_else(|| required(status_field(M::SHAPE)))?;
-        let kind = StatusKind {
-            parent,
-            shape: M::SHAPE,
-        };
+        let kind = status_kind::<M>(parent);
         Ok(M::from_model(
             self.service.create_status(kind, &parent_id, msg.into_model()?).await?,
         ))
     }
 
     async fn get_status<M: StatusMessage>(&self, parent: ParentKind, req: pb::GetStatusRequest) -> Result<M, Status> {
-        let kind = StatusKind {
-            parent,
-            shape: M::SHAPE,
-        };
+        let kind = status_kind::<M>(parent);
         Ok(M::from_model(
             self.service.get_status(kind, &req.parent_id, &req.id).await?,
         ))
@@ -104,10 +95,7 @@ impl GrpcApi {
         parent: ParentKind,
         req: pb::ListStatusesRequest,
     ) -> Result<(Vec<M>, String), Status> {
-        let kind = StatusKind {
-            parent,
-            shape: M::SHAPE,
-        };
+        let kind = status_kind::<M>(parent);
         let page_req = page_request(req.page_size, req.page_token)?;
         let page = self.service.list_statuses(kind, &req.parent_id, &page_req).await?;
         Ok((
@@ -124,14 +112,8 @@ impl GrpcApi {
         mask: Option<FieldMask>,
     ) -> Result<M, Status> {
         let msg = msg.ok_or_else(|| required(status_field(M::SHAPE)))?;
-        let kind = StatusKind {
-            parent,
-            shape: M::SHAPE,
-        };
-        let fields: Vec<String> = match mask {
-            Some(m) => m.paths.iter().map(|p| mask_path(p)).collect(),
-            None => msg.populated(),
-        };
+        let kind = status_kind::<M>(parent);
+        let fields = update_fields(mask, || msg.populated());
         let input = msg.into_model()?;
         let updated = self
             .service
@@ -143,6 +125,23 @@ impl GrpcApi {
     async fn delete_status(&self, kind: StatusKind, req: pb::DeleteStatusRequest) -> Reply<()> {
         self.service.delete_status(kind, &req.parent_id, &req.id).await?;
         Ok(Response::new(()))
+    }
+}
+
+/// The Graph field names an update changes: the mask's paths, or, without a
+/// mask, every populated field of the message (AIP-134).
+fn update_fields(mask: Option<FieldMask>, populated: impl FnOnce() -> Vec<String>) -> Vec<String> {
+    match mask {
+        Some(m) => m.paths.iter().map(|p| mask_path(p)).collect(),
+        None => populated(),
+    }
+}
+
+/// The status collection a message type serves under `parent`.
+fn status_kind<M: StatusMessage>(parent: ParentKind) -> StatusKind {
+    StatusKind {
+        parent,
+        shape: M::SHAPE,
     }
 }
 

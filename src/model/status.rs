@@ -65,27 +65,6 @@ pub struct DeviceStatus {
     pub user_principal_name: Option<String>,
 }
 
-/// Graph property names of a user status, in Graph's order (without `id`).
-pub const USER_FIELDS: [&str; 5] = [
-    "userDisplayName",
-    "devicesCount",
-    "status",
-    "lastReportedDateTime",
-    "userPrincipalName",
-];
-
-/// Graph property names of a device status, in Graph's order (without `id`).
-pub const DEVICE_FIELDS: [&str; 8] = [
-    "deviceDisplayName",
-    "userName",
-    "deviceModel",
-    "platform",
-    "complianceGracePeriodExpirationDateTime",
-    "status",
-    "lastReportedDateTime",
-    "userPrincipalName",
-];
-
 impl StatusBody {
     /// A body of `shape` with every property at Graph's default.
     pub fn default_for(shape: StatusShape) -> Self {
@@ -103,12 +82,14 @@ impl StatusBody {
         }
     }
 
-    /// The Graph property names of `shape`.
-    pub fn fields(shape: StatusShape) -> &'static [&'static str] {
-        match shape {
-            StatusShape::User => &USER_FIELDS,
-            StatusShape::Device => &DEVICE_FIELDS,
-        }
+    /// The Graph property names of `shape`, in Graph's order, without `id`
+    /// (read from the one schema in [`super::property`]).
+    pub fn fields(shape: StatusShape) -> Vec<&'static str> {
+        super::property::status_schema(shape)
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| *name != "id")
+            .collect()
     }
 
     /// Checks every property (types are enforced by construction; this
@@ -143,7 +124,7 @@ impl StatusBody {
                 "status" => to.status = from.status,
                 "lastReportedDateTime" => to.last_reported_date_time = from.last_reported_date_time,
                 "userPrincipalName" => to.user_principal_name.clone_from(&from.user_principal_name),
-                other => return Err(unknown_field(other, &USER_FIELDS)),
+                other => return Err(unknown_field(other, StatusShape::User)),
             },
             (StatusBody::Device(to), StatusBody::Device(from)) => match name {
                 "deviceDisplayName" => to.device_display_name.clone_from(&from.device_display_name),
@@ -156,7 +137,7 @@ impl StatusBody {
                 "status" => to.status = from.status,
                 "lastReportedDateTime" => to.last_reported_date_time = from.last_reported_date_time,
                 "userPrincipalName" => to.user_principal_name.clone_from(&from.user_principal_name),
-                other => return Err(unknown_field(other, &DEVICE_FIELDS)),
+                other => return Err(unknown_field(other, StatusShape::Device)),
             },
             _ => return Err(Error::Internal("status shapes differ in an update".into())),
         }
@@ -164,9 +145,12 @@ impl StatusBody {
     }
 }
 
-fn unknown_field(name: &str, fields: &[&str]) -> Error {
+fn unknown_field(name: &str, shape: StatusShape) -> Error {
     Error::invalid(
         "updateMask",
-        format!("'{name}' is not an updatable field; updatable: {}", fields.join(", ")),
+        format!(
+            "'{name}' is not an updatable field; updatable: {}",
+            StatusBody::fields(shape).join(", ")
+        ),
     )
 }

@@ -13,7 +13,7 @@ pub mod path;
 
 use crate::error::Error;
 use crate::model::{Parent, ParentKind, Status, StatusKind};
-use crate::service::{Query, QueryPage, Service};
+use crate::service::{QueryPage, Service};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -98,6 +98,14 @@ impl Ctx<'_> {
         )
     }
 
+    /// The request's query options, with every property they name checked
+    /// against `visible` (the entity's properties under this version).
+    fn options(&self, visible: &[&str]) -> Result<odata::Options, GraphError> {
+        let opts = odata::parse(self.uri.query())?;
+        check_names(&opts, visible)?;
+        Ok(opts)
+    }
+
     /// The absolute `@odata.nextLink`: this URL's options, `$skiptoken` set.
     fn next_link(&self, opts: &odata::Options, token: &str) -> String {
         let mut query: Vec<String> = opts
@@ -115,15 +123,6 @@ impl Ctx<'_> {
         query.push(format!("$skiptoken={}", utf8_percent_encode(token, QUERY_VALUE)));
         format!("{}{}?{}", self.base, self.uri.path(), query.join("&"))
     }
-}
-
-fn json_response(status: StatusCode, body: Map<String, Value>) -> Response {
-    let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
-    let mut resp = Response::new(Body::from(bytes));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
-    resp
 }
 
 fn serialized(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -305,8 +304,7 @@ impl Rest {
     }
 
     async fn list_parents(&self, ctx: &Ctx<'_>, kind: ParentKind) -> Result<Response, GraphError> {
-        let opts = odata::parse(ctx.uri.query())?;
-        check_names(&opts, &json::parent_properties(kind))?;
+        let opts = ctx.options(&json::parent_properties(kind))?;
         let page = self.service.query_parents(kind, &opts.query, DEFAULT_PAGE_SIZE).await?;
         let sel = opts.select.as_deref();
         Ok(list_response(
@@ -324,11 +322,9 @@ impl Rest {
     }
 
     async fn count_parents(&self, ctx: &Ctx<'_>, kind: ParentKind) -> Result<Response, GraphError> {
-        let opts = odata::parse(ctx.uri.query())?;
-        check_names(&opts, &json::parent_properties(kind))?;
-        let query = count_query(&opts.query);
-        let page = self.service.query_parents(kind, &query, 1).await?;
-        Ok(count_response(page.count.unwrap_or(0)))
+        let opts = ctx.options(&json::parent_properties(kind))?;
+        let n = self.service.count_parents(kind, opts.query.filter.as_ref()).await?;
+        Ok(count_response(n))
     }
 
     async fn create_parent(&self, ctx: &Ctx<'_>, kind: ParentKind, body: &[u8]) -> Result<Response, GraphError> {
@@ -340,8 +336,7 @@ impl Rest {
     }
 
     async fn get_parent(&self, ctx: &Ctx<'_>, pp: &ParentPath) -> Result<Response, GraphError> {
-        let opts = odata::parse(ctx.uri.query())?;
-        check_names(&opts, &json::parent_properties(pp.kind))?;
+        let opts = ctx.options(&json::parent_properties(pp.kind))?;
         let id = self.resolve(pp).await?;
         let p = self.service.get_parent(pp.kind, &id).await?;
         let context = format!("{}/$entity", ctx.parents_context(pp.kind));
@@ -414,7 +409,7 @@ impl Rest {
                     Value::String(format!("{}$ref", ctx.metadata())),
                 );
                 m.insert("@odata.id".into(), Value::String(ctx.configuration_url(&target)));
-                Ok(json_response(StatusCode::OK, m))
+                Ok(serialized(StatusCode::OK, &m))
             }
             Method::PUT | Method::POST => {
                 let obj = json::object(body)?;
@@ -444,8 +439,7 @@ impl Rest {
     }
 
     async fn list_statuses(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath) -> Result<Response, GraphError> {
-        let opts = odata::parse(ctx.uri.query())?;
-        check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
+        let opts = ctx.options(&json::status_properties(kind.shape, ctx.version))?;
         let parent_id = self.resolve(pp).await?;
         let page = self
             .service
@@ -469,14 +463,13 @@ impl Rest {
     }
 
     async fn count_statuses(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath) -> Result<Response, GraphError> {
-        let opts = odata::parse(ctx.uri.query())?;
-        check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
+        let opts = ctx.options(&json::status_properties(kind.shape, ctx.version))?;
         let parent_id = self.resolve(pp).await?;
-        let page = self
+        let n = self
             .service
-            .query_statuses(kind, &parent_id, &count_query(&opts.query), 1)
+            .count_statuses(kind, &parent_id, opts.query.filter.as_ref())
             .await?;
-        Ok(count_response(page.count.unwrap_or(0)))
+        Ok(count_response(n))
     }
 
     async fn create_status(
@@ -512,8 +505,7 @@ impl Rest {
         pp: &ParentPath,
         id: &str,
     ) -> Result<Response, GraphError> {
-        let opts = odata::parse(ctx.uri.query())?;
-        check_names(&opts, &json::status_properties(kind.shape, ctx.version))?;
+        let opts = ctx.options(&json::status_properties(kind.shape, ctx.version))?;
         let parent_id = self.resolve(pp).await?;
         let s = self.service.get_status(kind, &parent_id, id).await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
@@ -563,15 +555,6 @@ fn check_same_id(body_id: &str, path_id: &str) -> Result<(), GraphError> {
             format!("'{body_id}' differs from the id in the path ('{path_id}'); ids cannot change"),
         )
         .into())
-    }
-}
-
-/// The query `/$count` runs: the filter only, counted.
-fn count_query(q: &Query) -> Query {
-    Query {
-        filter: q.filter.clone(),
-        count: true,
-        ..Query::default()
     }
 }
 

@@ -18,7 +18,7 @@
 //! ```
 
 use super::error::GraphError;
-use crate::service::{CmpOp, Filter, Literal, OrderKey, PageRequest, Query};
+use crate::service::{CmpOp, Filter, Literal, OrderKey, Query};
 use percent_encoding::percent_decode_str;
 
 /// Longest `$filter` accepted, in bytes.
@@ -377,13 +377,6 @@ pub fn filter_properties(f: &Filter, out: &mut Vec<String>) {
             filter_properties(b, out);
         }
         Filter::Not(a) => filter_properties(a, out),
-    }
-}
-
-impl Options {
-    /// The page request of these options.
-    pub fn page(&self) -> &PageRequest {
-        &self.query.page
     }
 }
 

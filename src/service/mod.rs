@@ -8,7 +8,7 @@
 mod page;
 pub mod query;
 
-pub use page::{encode_token, Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use page::{encode_token, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use query::{CmpOp, Filter, Literal, OrderKey, Query, QueryPage};
 
 use crate::error::{Error, Result};
@@ -30,11 +30,6 @@ impl Service {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Service { store }
-    }
-
-    /// The underlying store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// Creates a parent. The server sets `createdDateTime`,
@@ -61,12 +56,13 @@ impl Service {
             .ok_or_else(|| parent_not_found(kind, parent_id))
     }
 
-    /// One page of parents in id order.
-    pub async fn list_parents(&self, kind: ParentKind, page: &PageRequest) -> Result<Page<Parent>> {
-        let size = page.size(DEFAULT_PAGE_SIZE)?;
-        let after = page.after()?;
-        let items = self.store.list_parents(kind, after.as_deref(), size + 1).await?;
-        Ok(page::make_page(items, size, |p| &p.id))
+    /// One page of parents in id order (the default page is [`DEFAULT_PAGE_SIZE`]).
+    pub async fn list_parents(&self, kind: ParentKind, page: &PageRequest) -> Result<QueryPage<Parent>> {
+        let query = Query {
+            page: page.clone(),
+            ..Query::default()
+        };
+        self.query_parents(kind, &query, DEFAULT_PAGE_SIZE).await
     }
 
     /// Changes the named fields (Graph names, see [`Parent::apply_field`]) of
@@ -129,15 +125,17 @@ impl Service {
     }
 
     /// One page of a parent's statuses in id order; `NotFound` if the parent is missing.
-    pub async fn list_statuses(&self, kind: StatusKind, parent_id: &str, page: &PageRequest) -> Result<Page<Status>> {
-        let size = page.size(DEFAULT_PAGE_SIZE)?;
-        let after = page.after()?;
-        self.get_parent(kind.parent, parent_id).await?;
-        let items = self
-            .store
-            .list_statuses(kind, parent_id, after.as_deref(), size + 1)
-            .await?;
-        Ok(page::make_page(items, size, |s| &s.id))
+    pub async fn list_statuses(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        page: &PageRequest,
+    ) -> Result<QueryPage<Status>> {
+        let query = Query {
+            page: page.clone(),
+            ..Query::default()
+        };
+        self.query_statuses(kind, parent_id, &query, DEFAULT_PAGE_SIZE).await
     }
 
     /// Changes the named fields (Graph names) of a status to their values in `input`.
@@ -204,6 +202,26 @@ impl Service {
             parent_id,
         };
         query::run(property::status_schema(kind.shape), query, default_size, &source).await
+    }
+
+    /// How many parents of `kind` match `filter`.
+    pub async fn count_parents(&self, kind: ParentKind, filter: Option<&Filter>) -> Result<u64> {
+        let source = ParentSource {
+            store: self.store.as_ref(),
+            kind,
+        };
+        query::count(&property::parent_schema(kind), filter, &source).await
+    }
+
+    /// How many of a parent's statuses match `filter`; `NotFound` if the parent is missing.
+    pub async fn count_statuses(&self, kind: StatusKind, parent_id: &str, filter: Option<&Filter>) -> Result<u64> {
+        self.get_parent(kind.parent, parent_id).await?;
+        let source = StatusSource {
+            store: self.store.as_ref(),
+            kind,
+            parent_id,
+        };
+        query::count(property::status_schema(kind.shape), filter, &source).await
     }
 
     /// The referenced certificate configurations must exist when set (a

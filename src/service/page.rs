@@ -24,15 +24,6 @@ pub struct PageRequest {
     pub token: Option<String>,
 }
 
-/// One page of results.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    /// Items, in id order.
-    pub items: Vec<T>,
-    /// Token of the next page; `None` on the last page.
-    pub next_token: Option<String>,
-}
-
 impl PageRequest {
     /// The effective page size, checked against the limits.
     pub fn size(&self, default: usize) -> Result<usize> {
@@ -61,17 +52,4 @@ fn decode_token(token: &str) -> Result<String> {
     let bad = || Error::invalid("pageToken", "is not a token this server issued");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     String::from_utf8(bytes).map_err(|_| bad())
-}
-
-/// Builds a page from up to `size + 1` fetched items: the extra item only tells
-/// that another page exists.
-pub fn make_page<T>(mut items: Vec<T>, size: usize, id_of: impl Fn(&T) -> &str) -> Page<T> {
-    let more = items.len() > size;
-    items.truncate(size);
-    let next_token = if more {
-        items.last().map(|i| encode_token(id_of(i)))
-    } else {
-        None
-    };
-    Page { items, next_token }
 }

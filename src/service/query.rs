@@ -5,10 +5,11 @@
 //! (unknown properties and ill-typed literals are refused, never ignored) and
 //! run against the store.
 //!
-//! Cost: without `$orderby` and `$count` a page is read in id order straight
-//! from the store, scanning only until the page is full: O(page / selectivity).
-//! With either, every record of the collection that matches is read, so such
-//! a page costs O(collection). Page tokens carry the position of the last
+//! Cost: without `$orderby` a page is read in id order straight from the
+//! store, scanning only until the page is full: O(page / selectivity).
+//! `$count` streams over the collection once more without keeping records;
+//! `$orderby` reads and sorts every matching record, so such a page costs
+//! O(collection) time and memory. Page tokens carry the position of the last
 //! item (its id, and its sort values under `$orderby`), so paging stays
 //! correct while the collection changes: nothing is returned twice, and
 //! nothing that existed throughout is skipped.
@@ -306,14 +307,71 @@ pub trait Source<T>: Sync {
     async fn fetch(&self, after: Option<String>, limit: usize) -> Result<Vec<T>>;
 }
 
+/// Reads `source` in id order, a chunk at a time, handing each record to
+/// `visit` until it returns `false` or the source is exhausted. The first
+/// read asks for `first` records (a page needs no more), later ones for
+/// [`SCAN_CHUNK`].
+async fn scan<T>(
+    source: &dyn Source<T>,
+    mut after: Option<String>,
+    first: usize,
+    mut visit: impl FnMut(T) -> bool,
+) -> Result<()>
+where
+    T: Queryable + Send,
+{
+    let mut want = first.clamp(1, SCAN_CHUNK);
+    loop {
+        let chunk = source.fetch(after.clone(), want).await?;
+        let done = chunk.len() < want;
+        want = SCAN_CHUNK;
+        for r in chunk {
+            after = Some(r.id().to_owned());
+            if !visit(r) {
+                return Ok(());
+            }
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Binds a filter (if any) against the schema.
+fn bind(schema: &[(&str, PropertyType)], filter: Option<&Filter>) -> Result<Option<BoundFilter>> {
+    filter.map(|f| f.bind(schema)).transpose()
+}
+
+/// Counts the records of `source` that match `filter`, without keeping them.
+pub async fn count<T: Queryable + Send>(
+    schema: &[(&str, PropertyType)],
+    filter: Option<&Filter>,
+    source: &dyn Source<T>,
+) -> Result<u64> {
+    let filter = bind(schema, filter)?;
+    let mut n = 0;
+    scan(source, None, SCAN_CHUNK, |r| {
+        if filter.as_ref().is_none_or(|f| f.matches(&r)) {
+            n += 1;
+        }
+        true
+    })
+    .await?;
+    Ok(n)
+}
+
 /// Runs `query` over `source`.
+///
+/// Without `$orderby` the page is read in id order straight from the source,
+/// stopping once it is full; `$count` is a second, streaming pass. With
+/// `$orderby` every matching record is read and sorted.
 pub async fn run<T: Queryable + Send>(
     schema: &[(&str, PropertyType)],
     query: &Query,
     default_size: usize,
     source: &dyn Source<T>,
 ) -> Result<QueryPage<T>> {
-    let filter = query.filter.as_ref().map(|f| f.bind(schema)).transpose()?;
+    let filter = bind(schema, query.filter.as_ref())?;
     for key in &query.order_by {
         if property_type(schema, &key.field, "$orderby")? == PropertyType::Opaque {
             return Err(Error::invalid(
@@ -325,80 +383,58 @@ pub async fn run<T: Queryable + Send>(
     let size = query.page.size(default_size)?;
     let cursor = decode_cursor(&query.page)?;
     let matches = |r: &T| filter.as_ref().is_none_or(|f| f.matches(r));
-    let skip = if matches!(cursor, Cursor::Start) { query.skip } else { 0 };
+    let mut skip = if matches!(cursor, Cursor::Start) { query.skip } else { 0 };
+    let count = match query.count {
+        true => Some(count(schema, query.filter.as_ref(), source).await?),
+        false => None,
+    };
+    let order = &query.order_by;
 
-    if query.order_by.is_empty() && !query.count {
-        let mut after = match cursor {
+    if order.is_empty() {
+        let after = match cursor {
             Cursor::Start => None,
             Cursor::AfterId(id) => Some(id),
             Cursor::AfterPosition(..) => {
                 return Err(Error::invalid("pageToken", "belongs to a query with $orderby"));
             }
         };
-        let mut skip = skip;
+        // Without a filter the first read is exactly what the page needs.
+        let first = if filter.is_none() { size + 1 + skip } else { SCAN_CHUNK };
         let mut items = Vec::new();
-        // Without a filter the first read is exactly what the page needs;
-        // with one, read in larger chunks.
-        let mut want = if filter.is_none() {
-            (size + 1 + skip).min(SCAN_CHUNK)
-        } else {
-            SCAN_CHUNK
-        };
-        'scan: loop {
-            let chunk = source.fetch(after.clone(), want).await?;
-            let done = chunk.len() < want;
-            want = SCAN_CHUNK;
-            for r in chunk {
-                after = Some(r.id().to_owned());
-                if !matches(&r) {
-                    continue;
-                }
-                if skip > 0 {
-                    skip -= 1;
-                    continue;
-                }
-                items.push(r);
-                if items.len() > size {
-                    break 'scan;
-                }
+        scan(source, after, first, |r| {
+            if !matches(&r) {
+                return true;
             }
-            if done {
-                break;
+            if skip > 0 {
+                skip -= 1;
+                return true;
             }
-        }
+            items.push(r);
+            items.len() <= size
+        })
+        .await?;
         let more = items.len() > size;
         items.truncate(size);
         let next_token = more.then(|| items.last().map(|r| encode_token(r.id()))).flatten();
         return Ok(QueryPage {
             items,
             next_token,
-            count: None,
+            count,
         });
     }
 
-    // Full scan: every matching record, in id order.
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let chunk = source.fetch(after.clone(), SCAN_CHUNK).await?;
-        let done = chunk.len() < SCAN_CHUNK;
-        if let Some(last) = chunk.last() {
-            after = Some(last.id().to_owned());
+    // Ordered: every matching record, sorted by the keys, then by id.
+    let mut keyed: Vec<(Vec<SortKey>, T)> = Vec::new();
+    scan(source, None, SCAN_CHUNK, |r| {
+        if matches(&r) {
+            keyed.push((sort_keys(&r, order), r));
         }
-        all.extend(chunk.into_iter().filter(|r| matches(r)));
-        if done {
-            break;
-        }
-    }
-    let count = query.count.then_some(all.len() as u64);
-    let order = &query.order_by;
-    let mut keyed: Vec<(Vec<SortKey>, T)> = all.into_iter().map(|r| (sort_keys(&r, order), r)).collect();
-    if !order.is_empty() {
-        keyed.sort_by(|a, b| compare_position((&a.0, a.1.id()), (&b.0, b.1.id()), order));
-    }
+        true
+    })
+    .await?;
+    keyed.sort_by(|a, b| compare_position((&a.0, a.1.id()), (&b.0, b.1.id()), order));
     let start = match &cursor {
         Cursor::Start => 0,
-        Cursor::AfterId(id) if order.is_empty() => keyed.partition_point(|(_, r)| r.id() <= id.as_str()),
         Cursor::AfterPosition(keys, id) if keys.len() == order.len() => {
             keyed.partition_point(|(k, r)| compare_position((k, r.id()), (keys, id), order) != Ordering::Greater)
         }
@@ -408,11 +444,7 @@ pub async fn run<T: Queryable + Send>(
     let more = page.len() > size;
     page.truncate(size);
     let next_token = match page.last() {
-        Some((keys, r)) if more => Some(if order.is_empty() {
-            encode_token(r.id())
-        } else {
-            encode_position(keys.clone(), r.id())
-        }),
+        Some((keys, r)) if more => Some(encode_position(keys.clone(), r.id())),
         _ => None,
     };
     Ok(QueryPage {

@@ -34,6 +34,13 @@ pub enum Durability {
 
 type Ticket = oneshot::Sender<Result<()>>;
 
+/// What the flusher thread receives: a writer waiting for durability, or
+/// `Stop` (answer what is queued, then exit).
+enum Message {
+    Wait(Ticket),
+    Stop,
+}
+
 /// Counters of the flusher, for benchmarks and logs.
 #[derive(Debug, Default)]
 pub struct FlushStats {
@@ -46,7 +53,7 @@ pub struct FlushStats {
 /// Handle to the flusher thread.
 pub struct Flusher {
     mode: Durability,
-    queue: Mutex<Option<mpsc::Sender<Ticket>>>,
+    queue: mpsc::Sender<Message>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<FlushStats>,
 }
@@ -54,7 +61,7 @@ pub struct Flusher {
 impl Flusher {
     /// Starts the flusher for `db`, fsyncing `log` after each flush.
     pub fn start(db: sled::Db, log: Option<File>, mode: Durability) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Ticket>();
+        let (tx, rx) = mpsc::channel::<Message>();
         let stats = Arc::new(FlushStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
@@ -62,7 +69,7 @@ impl Flusher {
             .spawn(move || run(db, log, rx, &thread_stats))?;
         Ok(Flusher {
             mode,
-            queue: Mutex::new(Some(tx)),
+            queue: tx,
             thread: Mutex::new(Some(thread)),
             stats,
         })
@@ -74,18 +81,9 @@ impl Flusher {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
-        {
-            let queue = self
-                .queue
-                .lock()
-                .map_err(|_| Error::Internal("flusher queue poisoned".into()))?;
-            let Some(queue) = queue.as_ref() else {
-                return Err(Error::Unavailable("the server is shutting down".into()));
-            };
-            queue
-                .send(tx)
-                .map_err(|_| Error::Unavailable("the flusher has stopped".into()))?;
-        }
+        self.queue
+            .send(Message::Wait(tx))
+            .map_err(|_| Error::Unavailable("the flusher has stopped".into()))?;
         rx.await
             .map_err(|_| Error::Unavailable("the flusher has stopped".into()))?
     }
@@ -97,9 +95,7 @@ impl Flusher {
 
     /// Stops the thread after it has answered every queued writer.
     pub fn stop(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.take();
-        }
+        let _ = self.queue.send(Message::Stop);
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(h) = handle {
             let _ = h.join();
@@ -113,10 +109,20 @@ impl Drop for Flusher {
     }
 }
 
-fn run(db: sled::Db, log: Option<File>, queue: mpsc::Receiver<Ticket>, stats: &FlushStats) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        batch.extend(queue.try_iter());
+fn run(db: sled::Db, log: Option<File>, queue: mpsc::Receiver<Message>, stats: &FlushStats) {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(first) = queue.recv() else { return };
+        let mut batch = Vec::new();
+        for message in std::iter::once(first).chain(queue.try_iter()) {
+            match message {
+                Message::Wait(ticket) => batch.push(ticket),
+                Message::Stop => stopping = true,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let result = flush_once(&db, log.as_ref());
         if let Err(e) = &result {
             tracing::error!(error = %e, "flush failed; writes are not being acknowledged");
@@ -127,6 +133,7 @@ fn run(db: sled::Db, log: Option<File>, queue: mpsc::Receiver<Ticket>, stats: &F
             let _ = ticket.send(result.clone());
         }
     }
+    // Dropping the receiver here makes every later `commit` fail at once.
 }
 
 fn flush_once(db: &sled::Db, log: Option<&File>) -> Result<()> {

@@ -21,7 +21,7 @@ mod sled_store;
 mod space;
 
 pub use codec::{decode, encode, RECORD_VERSION};
-pub use flusher::{Durability, FlushStats};
+pub use flusher::Durability;
 pub use sled_store::{IntegrityReport, SledConfig, SledStore};
 
 use crate::error::Result;

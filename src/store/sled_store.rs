@@ -6,7 +6,7 @@
 //! Values are [`super::codec`] records: a parent, or a status body (the status
 //! id is the tail of its key).
 
-use super::flusher::{Durability, FlushStats, Flusher};
+use super::flusher::{Durability, Flusher};
 use super::space::SpaceGuard;
 use super::{codec, keys, Store};
 use crate::error::{Error, Result};
@@ -138,11 +138,6 @@ impl SledStore {
         }
         report.pending_cascades = self.cascades.len();
         Ok(report)
-    }
-
-    /// Counters of the group-commit flusher.
-    pub fn flush_stats(&self) -> &FlushStats {
-        self.flusher.stats()
     }
 
     /// The lock stripe of a parent.
