@@ -1,7 +1,7 @@
 //! Configuration: command-line flags, each with a `STATUSD_*` environment
 //! fallback, and defaults that run locally with no setup.
 
-use crate::store::Durability;
+use crate::store::{Durability, FaultInjection};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +56,16 @@ pub struct Config {
     /// for less): then DEADLINE_EXCEEDED / 504.
     #[arg(long, env = "STATUSD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// Seconds a connection may stay without a request in flight before it
+    /// is closed (HTTP/2 gets a GOAWAY; clients reconnect on their next call).
+    /// Also bounds the wait for a new connection's first bytes.
+    #[arg(long, env = "STATUSD_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub idle_timeout_secs: u64,
+
+    /// Test hooks (faults injected into storage); not settable from the command line.
+    #[arg(skip)]
+    pub faults: FaultInjection,
 }
 
 impl Config {
@@ -73,6 +83,8 @@ impl Config {
             max_streams: 256,
             header_timeout_secs: 10,
             request_timeout_secs: 30,
+            idle_timeout_secs: 300,
+            faults: FaultInjection::default(),
         }
     }
 }

@@ -6,7 +6,9 @@
 //! reach the same service. Connections are served by hyper directly (not
 //! `axum::serve`) so that slow or idle clients are bounded: a cap on open
 //! connections, a header read timeout, a cap on HTTP/2 streams per
-//! connection, and a deadline on every request. Shutdown stops accepting,
+//! connection, a deadline on every request, and idle connections closed (a
+//! connection must start a request within the header timeout, and is closed
+//! after `--idle-timeout-secs` with none in flight). Shutdown stops accepting,
 //! lets in-flight requests finish, then flushes the store.
 
 use crate::config::Config;
@@ -21,15 +23,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 /// How long shutdown waits for in-flight requests before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,6 +52,7 @@ impl Server {
             cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
             durability: config.durability,
             min_free_bytes: config.min_free_mb.saturating_mul(1024 * 1024),
+            faults: config.faults.clone(),
         })?);
         let service = Service::new(store.clone() as Arc<dyn Store>);
         let app = router(service, &config)?;
@@ -94,10 +97,12 @@ impl Server {
 }
 
 /// Accepts connections until shutdown; each is served by hyper (HTTP/1.1 or
-/// HTTP/2, detected per connection) under the configured limits.
+/// HTTP/2, detected per connection) under the configured limits. Shutdown
+/// stops accepting, asks every connection to finish its in-flight requests
+/// and close, and waits (at most [`DRAIN_TIMEOUT`]) until all have.
 async fn accept_loop(listener: TcpListener, app: axum::Router, config: Config, mut stop: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let max_connections = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -109,6 +114,11 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, config: Config, m
         .max_concurrent_streams(config.max_streams.max(1))
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    let limits = IdleLimits {
+        first_request: Duration::from_secs(config.header_timeout_secs.max(1)),
+        idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+    };
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -129,21 +139,180 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, config: Config, m
         };
         // Small responses must not wait for delayed ACKs (Nagle).
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        tokio::spawn(serve_connection(
+            stream,
+            app.clone(),
+            builder.clone(),
+            limits,
+            stop.clone(),
+            permit,
+        ));
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
+    }
+}
+
+/// How long a connection may go without a request in flight.
+#[derive(Debug, Clone, Copy)]
+struct IdleLimits {
+    /// Before its first request starts (including the wait for its first
+    /// byte, before the protocol is even known).
+    first_request: Duration,
+    /// After that.
+    idle: Duration,
+}
+
+/// One connection's requests in flight and when it last had one, so that an
+/// idle connection can be closed: a connection slot is only held while the
+/// client uses it.
+struct Activity {
+    born: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `born` of the last request start or end.
+    last_ms: AtomicU64,
+    served: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            served: AtomicBool::new(false),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A request starts; the guard ends it when its response body is done.
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    /// Whether the connection has been idle past its limit.
+    fn idle_past(&self, limits: IdleLimits) -> bool {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let limit = if self.served.load(Ordering::Relaxed) {
+            limits.idle
+        } else {
+            limits.first_request
+        };
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last) >= limit
+    }
+}
+
+/// A request in flight on a connection (see [`Activity`]).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until the
+/// body is done (streamed responses included).
+struct TrackedBody {
+    inner: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves one connection: waits (bounded) for its first byte, then lets
+/// hyper serve it, closing it gracefully when it has been idle too long or
+/// the server shuts down. The connection slot (`_permit`) is returned when
+/// this ends.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: axum::Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: IdleLimits,
+    mut stop: watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    // Protocol detection waits for bytes with no timer of its own: a client
+    // that connects and stays silent must not keep its slot.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.first_request, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    let activity = Activity::new();
+    let tracker = activity.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let in_flight = tracker.begin();
+        let response = app.clone().oneshot(req);
+        async move {
+            let response = response.await?;
+            Ok::<_, std::convert::Infallible>(response.map(|inner| {
+                axum::body::Body::new(TrackedBody {
+                    inner,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let tick = (limits.idle.min(limits.first_request) / 4).max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval(tick);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|s| *s), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = ticker.tick(), if !closing => {
+                if activity.idle_past(limits) {
+                    tracing::debug!("closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
     }
 }
 
@@ -166,9 +335,13 @@ fn router(service: Service, config: &Config) -> Result<axum::Router> {
         health_reporter.set_serving::<A<GrpcApi>>().await;
         health_reporter.set_serving::<B<GrpcApi>>().await;
         health_reporter.set_serving::<C<GrpcApi>>().await;
+        health_reporter
+            .set_serving::<pb::diagnostics_server::DiagnosticsServer<GrpcApi>>()
+            .await;
     });
     // The size limit is enforced by `grpc::limit` (RESOURCE_EXHAUSTED), so
-    // tonic's own check (OUT_OF_RANGE) is lifted.
+    // tonic's own check (OUT_OF_RANGE) is lifted on every service, health and
+    // reflection included.
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(
@@ -183,10 +356,10 @@ fn router(service: Service, config: &Config) -> Result<axum::Router> {
             pb::device_configurations_server::DeviceConfigurationsServer::new(api.clone())
                 .max_decoding_message_size(usize::MAX),
         )
-        .add_service(pb::diagnostics_server::DiagnosticsServer::new(api))
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_service(pb::diagnostics_server::DiagnosticsServer::new(api).max_decoding_message_size(usize::MAX))
+        .add_service(health.max_decoding_message_size(usize::MAX))
+        .add_service(reflection_v1.max_decoding_message_size(usize::MAX))
+        .add_service(reflection_v1alpha.max_decoding_message_size(usize::MAX));
     let grpc = routes
         .routes()
         .into_axum_router()

@@ -321,8 +321,10 @@ async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
         cache_capacity: 64 << 20,
         durability: statusd::store::Durability::Durable,
         min_free_bytes: 0,
+        faults: Default::default(),
     })
     .expect("the store opens cleanly after the crashes");
+    store.wait_for_cascades();
     let report = store.check_integrity().expect("every record decodes");
     eprintln!(
         "crash harness: {cycles} SIGKILL cycles, ~{acknowledged_ops} acknowledged creates among the operations, \

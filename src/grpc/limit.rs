@@ -5,6 +5,11 @@
 //! request body is wrapped instead: once it has delivered more bytes than the
 //! limit allows, it fails with a `tonic::Status`, which tonic finds in the
 //! error chain and returns as is. Memory stays bounded by the limit.
+//!
+//! A streaming handler may swallow that error and end its response normally
+//! (tonic-reflection does: it stops reading and closes with OK), so the
+//! response is wrapped too: a call whose request overflowed always ends with
+//! RESOURCE_EXHAUSTED in its trailers, whatever the handler made of it.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -12,6 +17,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Frame;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A body that fails with RESOURCE_EXHAUSTED past `remaining` bytes.
@@ -19,6 +26,11 @@ struct Limited {
     inner: Body,
     remaining: usize,
     limit: usize,
+    overflowed: Arc<AtomicBool>,
+}
+
+fn too_large(limit: usize) -> String {
+    format!("the request is larger than the {limit} bytes this server accepts (--max-message-kb)")
 }
 
 impl http_body::Body for Limited {
@@ -30,10 +42,8 @@ impl http_body::Body for Limited {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     if data.len() > self.remaining {
-                        let status = tonic::Status::resource_exhausted(format!(
-                            "the request is larger than the {} bytes this server accepts (--max-message-kb)",
-                            self.limit
-                        ));
+                        self.overflowed.store(true, Ordering::Relaxed);
+                        let status = tonic::Status::resource_exhausted(too_large(self.limit));
                         return Poll::Ready(Some(Err(Box::new(status))));
                     }
                     self.remaining -= data.len();
@@ -54,14 +64,65 @@ impl http_body::Body for Limited {
     }
 }
 
+/// A response body whose trailers say RESOURCE_EXHAUSTED once its request
+/// has overflowed.
+struct OverflowTrailers {
+    inner: Body,
+    overflowed: Arc<AtomicBool>,
+    limit: usize,
+}
+
+impl http_body::Body for OverflowTrailers {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        let Poll::Ready(Some(Ok(frame))) = frame else {
+            return frame;
+        };
+        if !frame.is_trailers() || !self.overflowed.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let mut trailers = frame.into_trailers().unwrap_or_default();
+        let status = tonic::Status::resource_exhausted(too_large(self.limit));
+        // The status's own encoding of grpc-status and grpc-message.
+        let response = status.into_http::<()>();
+        for name in ["grpc-status", "grpc-message"] {
+            if let Some(v) = response.headers().get(name) {
+                trailers.insert(name, v.clone());
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Middleware: wraps every gRPC request body in a limit of `limit` bytes
-/// (messages and their 5-byte prefixes together).
+/// (messages and their 5-byte prefixes together), and the response in the
+/// trailers that report an overflow.
 pub async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let overflowed = Arc::new(AtomicBool::new(false));
     let body = Body::new(Limited {
         inner: body,
         remaining: limit,
         limit,
+        overflowed: overflowed.clone(),
     });
-    next.run(Request::from_parts(parts, body)).await
+    let response = next.run(Request::from_parts(parts, body)).await;
+    response.map(|inner| {
+        Body::new(OverflowTrailers {
+            inner,
+            overflowed,
+            limit,
+        })
+    })
 }

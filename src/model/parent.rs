@@ -59,6 +59,9 @@ pub const MODELLED: [&str; 10] = [
     "@odata.type",
 ];
 
+/// Graph parent properties the server owns.
+pub const SERVER_OWNED: [&str; 3] = ["createdDateTime", "lastModifiedDateTime", "version"];
+
 /// Fields an update may name (Graph camelCase); `additionalProperties.<name>`
 /// names one derived-type property.
 pub const UPDATABLE: [&str; 6] = [
@@ -123,26 +126,84 @@ impl Parent {
             }
         }
         for key in self.additional_properties.keys() {
-            if MODELLED.contains(&key.as_str()) {
-                return Err(Error::invalid(
-                    key,
-                    "is a modelled property and cannot be an additional property",
-                ));
-            }
+            validate_additional_key(key)?;
         }
-        let size = serde_json::to_vec(&self.additional_properties)
+        let additional = serde_json::to_vec(&self.additional_properties)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
-        if size > limits::MAX_ADDITIONAL_BYTES {
+        if additional > limits::MAX_ADDITIONAL_BYTES {
             return Err(Error::invalid(
                 "additionalProperties",
                 format!(
-                    "the derived-type properties take {size} bytes; at most {} are allowed",
+                    "the derived-type properties take {additional} bytes; at most {} are allowed",
                     limits::MAX_ADDITIONAL_BYTES
                 ),
             ));
         }
-        Ok(())
+        self.check_stored_size(kind, additional)
+    }
+
+    /// The record must fit [`limits::MAX_RECORD_BYTES`] once stored: an upper
+    /// bound of its encoded size is checked (`additional` is the size of the
+    /// derived-type properties as JSON text, as they are stored).
+    fn check_stored_size(&self, kind: ParentKind, additional: usize) -> Result<()> {
+        use limits::stored_len;
+        let optional = |s: &Option<String>| s.as_ref().map_or(1, |s| stored_len(s.len()));
+        let apps: usize = self
+            .targeted_mobile_apps
+            .iter()
+            .map(|a| stored_len(a.len()))
+            .sum::<usize>()
+            + 9;
+        let description = optional(&self.description);
+        let size = limits::RECORD_OVERHEAD
+            + stored_len(self.id.len())
+            + stored_len(self.odata_type.len())
+            + stored_len(self.display_name.len())
+            + description
+            + apps
+            + optional(&self.root_certificate_id)
+            + optional(&self.identity_certificate_id)
+            + stored_len(additional);
+        limits::record(
+            kind.entity_name(),
+            size,
+            &[
+                ("displayName", self.display_name.len()),
+                ("description", description),
+                ("targetedMobileApps", apps),
+                ("additionalProperties", additional),
+            ],
+        )
+    }
+
+    /// The certificate references this record sets that `before` (the stored
+    /// record it replaces; `None` on create) did not: (Graph property name,
+    /// referenced device configuration id). Only these must exist when the
+    /// write happens: a reference that a request leaves alone stays as it
+    /// is, even if its target was deleted meanwhile (it then reads as 404 on
+    /// the navigation, as in Graph). A configuration may reference itself.
+    pub fn new_references<'a>(&'a self, before: Option<&Parent>) -> Vec<(&'static str, &'a str)> {
+        let pairs = [
+            (
+                "rootCertificate",
+                &self.root_certificate_id,
+                before.map(|b| &b.root_certificate_id),
+            ),
+            (
+                "identityCertificate",
+                &self.identity_certificate_id,
+                before.map(|b| &b.identity_certificate_id),
+            ),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(field, now, was)| {
+                let target = now.as_deref()?;
+                let unchanged = was.is_some_and(|w| w.as_deref() == Some(target));
+                (!unchanged && target != self.id).then_some((field, target))
+            })
+            .collect()
     }
 
     /// Copies the field `name` (an entry of [`UPDATABLE`], or
@@ -176,6 +237,29 @@ impl Parent {
         }
         Ok(())
     }
+}
+
+/// A derived-type property's name, the same rule for both edges: not empty,
+/// not an annotation (anything with `@`, which Graph's JSON reserves for
+/// `@odata.context`, `x@odata.type` and the like: a stored one would be
+/// emitted as a second, spoofed annotation), not a modelled or server-owned
+/// property, no control characters.
+pub fn validate_additional_key(key: &str) -> Result<()> {
+    const FIELD: &str = "additionalProperties";
+    let problem = if key.is_empty() {
+        "a property name must not be empty".to_owned()
+    } else if key.contains('@') {
+        format!("'{key}' is an annotation, not a property (names with '@' are reserved by OData)")
+    } else if MODELLED.contains(&key) || SERVER_OWNED.contains(&key) {
+        format!("'{key}' is a modelled property and cannot be an additional property")
+    } else if key.chars().any(char::is_control) {
+        "a property name must not contain control characters".to_owned()
+    } else if key.len() > limits::MAX_TEXT_LEN {
+        format!("a property name must be at most {} bytes long", limits::MAX_TEXT_LEN)
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(FIELD, problem))
 }
 
 fn unknown_field(name: &str) -> Error {

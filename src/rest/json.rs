@@ -283,7 +283,7 @@ pub fn status_to_json(
 
 /// Graph parent properties the server owns: accepted on input and ignored,
 /// as Graph ignores read-only properties a client echoes back.
-const SERVER_OWNED: [&str; 3] = ["createdDateTime", "lastModifiedDateTime", "version"];
+use crate::model::parent::SERVER_OWNED;
 
 /// A parent from a POST or PATCH body, and the update field names it sets.
 /// Properties statusd does not model are derived-type properties: kept.

@@ -38,7 +38,6 @@ impl Service {
     pub async fn create_parent(&self, kind: ParentKind, mut parent: Parent) -> Result<Parent> {
         parent.id = id::for_create("id", &parent.id)?;
         parent.validate(kind)?;
-        self.check_references(kind, &parent).await?;
         let now = DateTime::now();
         parent.created_date_time = now;
         parent.last_modified_date_time = now;
@@ -83,7 +82,6 @@ impl Service {
                 next.apply_field(input, f)?;
             }
             next.validate(kind)?;
-            self.check_references(kind, &next).await?;
             next.version = current.version.wrapping_add(1);
             next.last_modified_date_time = DateTime::now();
             if self.store.replace_parent(kind, &current, &next).await? {
@@ -222,32 +220,6 @@ impl Service {
             parent_id,
         };
         query::count(property::status_schema(kind.shape), filter, &source).await
-    }
-
-    /// The referenced certificate configurations must exist when set (a
-    /// configuration may reference itself).
-    async fn check_references(&self, kind: ParentKind, parent: &Parent) -> Result<()> {
-        for (field, target) in [
-            ("rootCertificate", &parent.root_certificate_id),
-            ("identityCertificate", &parent.identity_certificate_id),
-        ] {
-            let Some(target) = target else { continue };
-            if *target == parent.id {
-                continue;
-            }
-            if self
-                .store
-                .get_parent(ParentKind::DeviceConfiguration, target)
-                .await?
-                .is_none()
-            {
-                return Err(Error::invalid(
-                    field,
-                    format!("deviceConfiguration '{target}' does not exist (set on a {kind})"),
-                ));
-            }
-        }
-        Ok(())
     }
 
     async fn status_not_found(&self, kind: StatusKind, parent_id: &str, status_id: &str) -> Error {

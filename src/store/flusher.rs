@@ -6,18 +6,30 @@
 //! one `Db::flush()` — which writes the log up to at least every change made
 //! before the tickets were queued — then `fdatasync`s the log file (sled's
 //! flush uses `sync_file_range`, which covers neither the file's size nor the
-//! disk's write cache), and answers all of them. Under load one fsync serves many
-//! writers, so throughput scales with concurrency rather than with the
-//! disk's fsync rate.
+//! disk's write cache), makes any file sled created under `blobs/` durable
+//! (see [`super::durable_dir`]), and answers all of them. Under load one fsync
+//! serves many writers, so throughput scales with concurrency rather than with
+//! the disk's fsync rate.
+//!
+//! **A failed flush is fatal for writing.** On Linux a failed `fsync` may mark
+//! the dirty pages clean, so a later `fsync` can succeed over a log with a
+//! hole in it. After the first failure the flusher refuses every later write
+//! (UNAVAILABLE: a restart is needed), so nothing is ever acknowledged on top
+//! of a hole; reads go on, and a restart replays the log from what is really
+//! on disk.
 //!
 //! Why a dedicated thread and not `flush_async` per writer: concurrent
 //! `flush_async` calls deadlock in sled 0.34.7 (upstream issue #1308,
 //! reproduced here at ≥ 8 callers), and a thread that blocks in fsync must not
 //! be a tokio worker.
 
+use super::durable_dir;
 use crate::error::{Error, Result};
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -50,33 +62,111 @@ pub struct FlushStats {
     pub writers: AtomicU64,
 }
 
+/// What one flush makes durable: sled's log, and the files of its data
+/// directory that the log may point to.
+pub struct FlushTarget {
+    db: sled::Db,
+    log: File,
+    blobs: PathBuf,
+    /// Blob files already fsynced (with `blobs/` after them).
+    synced_blobs: Mutex<HashSet<OsString>>,
+    /// Test hook: the group commit with this (1-based) number fails as an
+    /// fsync would.
+    fail_at: Option<u64>,
+    commits: AtomicU64,
+}
+
+impl FlushTarget {
+    /// The log file `<dir>/db` must open: without it nothing could be fsynced,
+    /// so a store that cannot open it must not start.
+    pub fn open(db: sled::Db, dir: &std::path::Path, fail_at: Option<u64>) -> Result<Self> {
+        let path = dir.join("db");
+        let log = File::open(&path).map_err(|e| {
+            Error::Unavailable(format!("cannot open the storage log {} for fsync: {e}", path.display()))
+        })?;
+        Ok(FlushTarget {
+            db,
+            log,
+            blobs: dir.join("blobs"),
+            synced_blobs: Mutex::new(HashSet::new()),
+            fail_at,
+            commits: AtomicU64::new(0),
+        })
+    }
+
+    /// One flush: sled's log to the OS, the log to the disk, then any blob
+    /// file and the `blobs/` directory. Used by the flusher and at shutdown.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        self.log
+            .sync_data()
+            .map_err(|e| Error::Unavailable(format!("cannot fsync the storage log: {e}")))?;
+        let mut synced = self
+            .synced_blobs
+            .lock()
+            .map_err(|_| Error::Internal("the blob list was poisoned by a panic".into()))?;
+        durable_dir::sync_new_files(&self.blobs, &mut synced)
+    }
+}
+
+impl FlushTarget {
+    /// One group commit's flush (where the test hook can inject a failure).
+    fn commit(&self) -> Result<()> {
+        let n = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.fail_at == Some(n) {
+            self.db.flush()?;
+            return Err(Error::Unavailable("injected fsync failure (test hook)".into()));
+        }
+        self.flush()
+    }
+}
+
 /// Handle to the flusher thread.
 pub struct Flusher {
     mode: Durability,
     queue: mpsc::Sender<Message>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<FlushStats>,
+    failed: Arc<AtomicBool>,
+    target: Arc<FlushTarget>,
 }
 
 impl Flusher {
-    /// Starts the flusher for `db`, fsyncing `log` after each flush.
-    pub fn start(db: sled::Db, log: Option<File>, mode: Durability) -> std::io::Result<Self> {
+    /// Starts the flusher thread for `target`.
+    pub fn start(target: FlushTarget, mode: Durability) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Message>();
         let stats = Arc::new(FlushStats::default());
-        let thread_stats = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("statusd-flusher".into())
-            .spawn(move || run(db, log, rx, &thread_stats))?;
+        let failed = Arc::new(AtomicBool::new(false));
+        let target = Arc::new(target);
+        let thread = {
+            let (stats, failed, target) = (stats.clone(), failed.clone(), target.clone());
+            std::thread::Builder::new()
+                .name("statusd-flusher".into())
+                .spawn(move || run(&target, rx, &stats, &failed))?
+        };
         Ok(Flusher {
             mode,
             queue: tx,
             thread: Mutex::new(Some(thread)),
             stats,
+            failed,
+            target,
         })
+    }
+
+    /// `Ok` while writes may be applied; after a failed flush, UNAVAILABLE.
+    /// Writers check this before they change anything, so a write refused
+    /// here is not visible to readers either.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(flush_failed());
+        }
+        Ok(())
     }
 
     /// Waits until every change made before this call is durable.
     pub async fn commit(&self) -> Result<()> {
+        self.check_writable()?;
         if self.mode == Durability::Relaxed {
             return Ok(());
         }
@@ -86,6 +176,16 @@ impl Flusher {
             .map_err(|_| Error::Unavailable("the flusher has stopped".into()))?;
         rx.await
             .map_err(|_| Error::Unavailable("the flusher has stopped".into()))?
+    }
+
+    /// Flushes and fsyncs now, whatever the mode (shutdown, and `Store::flush`).
+    pub fn flush_now(&self) -> Result<()> {
+        self.check_writable()?;
+        let result = self.target.flush();
+        if let Err(e) = &result {
+            mark_failed(&self.failed, e);
+        }
+        result
     }
 
     /// The flusher's counters.
@@ -109,7 +209,25 @@ impl Drop for Flusher {
     }
 }
 
-fn run(db: sled::Db, log: Option<File>, queue: mpsc::Receiver<Message>, stats: &FlushStats) {
+fn flush_failed() -> Error {
+    Error::Unavailable(
+        "storage could not make writes durable (a flush or fsync failed); writes are refused \
+         until statusd is restarted, reads go on"
+            .into(),
+    )
+}
+
+fn mark_failed(failed: &AtomicBool, e: &Error) {
+    if !failed.swap(true, Ordering::AcqRel) {
+        tracing::error!(
+            error = %e,
+            "a storage flush failed: refusing every write from now on; restart statusd to recover \
+             (the log is replayed from what is on disk)"
+        );
+    }
+}
+
+fn run(target: &FlushTarget, queue: mpsc::Receiver<Message>, stats: &FlushStats, failed: &AtomicBool) {
     let mut stopping = false;
     while !stopping {
         let Ok(first) = queue.recv() else { return };
@@ -123,24 +241,20 @@ fn run(db: sled::Db, log: Option<File>, queue: mpsc::Receiver<Message>, stats: &
         if batch.is_empty() {
             continue;
         }
-        let result = flush_once(&db, log.as_ref());
+        let result = if failed.load(Ordering::Acquire) {
+            Err(flush_failed())
+        } else {
+            target.commit()
+        };
         if let Err(e) = &result {
-            tracing::error!(error = %e, "flush failed; writes are not being acknowledged");
+            mark_failed(failed, e);
         }
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats.writers.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let answer = result.map_err(|_| flush_failed());
         for ticket in batch {
-            let _ = ticket.send(result.clone());
+            let _ = ticket.send(answer.clone());
         }
     }
     // Dropping the receiver here makes every later `commit` fail at once.
-}
-
-fn flush_once(db: &sled::Db, log: Option<&File>) -> Result<()> {
-    db.flush()?;
-    if let Some(file) = log {
-        file.sync_data()
-            .map_err(|e| Error::Unavailable(format!("cannot fsync the storage log: {e}")))?;
-    }
-    Ok(())
 }

@@ -6,15 +6,25 @@
 //!   a crash of the process right after cannot lose it.
 //! - **Atomic parent check.** `create_status` inserts only while the parent
 //!   exists, atomically with respect to a concurrent `delete_parent`.
-//! - **Cascade.** `delete_parent` removes the parent and all its statuses; a
-//!   crash part-way leaves a record of the pending cascade that the next open
-//!   finishes before serving, so no orphan is ever visible.
+//! - **Cascade.** `delete_parent` removes the parent and, by cascade, all its
+//!   statuses: from its return on, none of them is visible (reads answer as
+//!   for a missing parent), even while a large cascade still runs in the
+//!   background; a crash part-way leaves a record of the pending cascade that
+//!   the next open resumes, so no orphan is ever visible.
+//! - **References checked with the write.** A parent's certificate
+//!   references that a create or replace sets anew
+//!   ([`Parent::new_references`]) must name existing device configurations,
+//!   checked atomically with the write (INVALID_ARGUMENT naming the
+//!   property otherwise), so a binding and a delete of its target cannot
+//!   interleave into a dangling reference that was never valid.
 //! - **Compare-and-swap updates.** `replace_*` writes only if the stored
 //!   record still equals `expected`, so concurrent updates never lose one.
 //! - **Ordered paging.** Lists return records in id (byte) order, starting
 //!   strictly after `after`, at most `limit` of them, in O(limit).
 
+mod cascade;
 mod codec;
+mod durable_dir;
 mod flusher;
 pub mod keys;
 mod sled_store;
@@ -22,7 +32,7 @@ mod space;
 
 pub use codec::{decode, encode, RECORD_VERSION};
 pub use flusher::Durability;
-pub use sled_store::{IntegrityReport, SledConfig, SledStore};
+pub use sled_store::{FaultInjection, IntegrityReport, SledConfig, SledStore};
 
 use crate::error::Result;
 use crate::model::{Parent, ParentKind, Status, StatusKind};

@@ -6,10 +6,13 @@
 //! Values are [`super::codec`] records: a parent, or a status body (the status
 //! id is the tail of its key).
 
-use super::flusher::{Durability, Flusher};
+use super::cascade::{CascadeTrees, Cascader, INLINE_BATCHES};
+use super::flusher::{Durability, FlushTarget, Flusher};
 use super::space::SpaceGuard;
-use super::{codec, keys, Store};
+use super::{codec, durable_dir, keys, Store};
 use crate::error::{Error, Result};
+use crate::model::id::MAX_ID_LEN;
+use crate::model::limits::MAX_RECORD_BYTES;
 use crate::model::{Parent, ParentKind, Status, StatusBody, StatusKind};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -22,6 +25,37 @@ use std::path::PathBuf;
 pub const STORAGE_FORMAT: u8 = 1;
 const FORMAT_KEY: &[u8] = b"storage_format";
 
+/// sled's segment size, which is also its I/O buffer size. sled writes a log
+/// message larger than a quarter segment (less a header) to a file of its own
+/// under `blobs/`; a message is at most one whole tree node. 8 MiB segments
+/// put that threshold at ~2 MiB, above the largest leaf statusd can write
+/// (checked below), so every record lives in the log that each flush fsyncs.
+/// Part of the storage format: sled refuses to reopen a directory with
+/// another segment size.
+const SEGMENT_SIZE: usize = 8 << 20;
+/// sled 0.34's blob threshold for [`SEGMENT_SIZE`] (`segment_size / 4 -
+/// SEG_HEADER_LEN`, and the message header counts against it).
+const BLOB_THRESHOLD: usize = SEGMENT_SIZE / 4 - 64;
+/// Most entries a sled 0.34 leaf holds when it is written whole: it splits as
+/// soon as a traversal finds more than 16, and a merge adds a sibling of
+/// fewer than 4; the rest is margin.
+const LEAF_MAX_ENTRIES: usize = 24;
+/// Longest key: a status key (see [`keys`]) of two ids at their longest.
+const MAX_KEY_BYTES: usize = 2 + 2 * MAX_ID_LEN;
+/// Most entries of an index node (it splits above 256), the same margin.
+const INDEX_MAX_ENTRIES: usize = 300;
+const _: () = assert!(LEAF_MAX_ENTRIES * (MAX_KEY_BYTES + MAX_RECORD_BYTES + 64) < BLOB_THRESHOLD);
+const _: () = assert!(INDEX_MAX_ENTRIES * (MAX_KEY_BYTES + 64) < BLOB_THRESHOLD);
+
+/// Test hooks: faults injected to show how the store reacts. Never set in
+/// production; `Default` is no fault.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjection {
+    /// The group-commit flush with this (1-based) number fails as a failed
+    /// fsync would.
+    pub fail_flush: Option<u64>,
+}
+
 /// How to open the sled store.
 #[derive(Debug, Clone)]
 pub struct SledConfig {
@@ -33,6 +67,8 @@ pub struct SledConfig {
     pub durability: Durability,
     /// Free bytes the data directory's disk must keep; writes are refused below.
     pub min_free_bytes: u64,
+    /// Test hooks (none by default).
+    pub faults: FaultInjection,
 }
 
 /// Stripes of the parent locks (see [`SledStore::create_status`]).
@@ -45,7 +81,7 @@ pub struct IntegrityReport {
     pub parents: u64,
     /// Statuses stored.
     pub statuses: u64,
-    /// Statuses whose parent does not exist (must be 0).
+    /// Statuses whose parent does not exist and is not being cascaded (must be 0).
     pub orphans: u64,
     /// Cascade deletes still recorded as pending (0 after a clean open).
     pub pending_cascades: usize,
@@ -62,11 +98,12 @@ pub struct IntegrityReport {
 /// allows one process per directory, so in-process locks cover every writer,
 /// and they cost a fraction of a two-tree transaction on the hot path.
 pub struct SledStore {
-    db: sled::Db,
     parent_locks: Vec<std::sync::RwLock<()>>,
     parents: HashMap<ParentKind, sled::Tree>,
     statuses: HashMap<StatusKind, sled::Tree>,
     cascades: sled::Tree,
+    cascade_trees: CascadeTrees,
+    cascader: Cascader,
     flusher: Flusher,
     space: SpaceGuard,
 }
@@ -78,9 +115,10 @@ impl SledStore {
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity)
+            .segment_size(SEGMENT_SIZE)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|e| Error::Unavailable(format!("cannot open data directory {}: {e}", config.path.display())))?;
+            .map_err(|e| open_error(&config.path, e))?;
         check_format(&db)?;
         let mut parents = HashMap::new();
         let mut statuses = HashMap::new();
@@ -94,21 +132,35 @@ impl SledStore {
             }
         }
         let cascades = db.open_tree("cascades")?;
-        let log = std::fs::OpenOptions::new().read(true).open(config.path.join("db")).ok();
-        let flusher = Flusher::start(db.clone(), log, config.durability)
+        let target = FlushTarget::open(db.clone(), &config.path, config.faults.fail_flush)?;
+        // What sled created must be durable, names included, before the
+        // first write is acknowledged.
+        target.flush()?;
+        durable_dir::sync_tree(&config.path)?;
+        let flusher = Flusher::start(target, config.durability)
             .map_err(|e| Error::Unavailable(format!("cannot start the flusher thread: {e}")))?;
-        let store = SledStore {
-            db,
+        let cascade_trees = CascadeTrees {
+            statuses: statuses.clone(),
+            cascades: cascades.clone(),
+        };
+        let cascader = Cascader::start(cascade_trees.clone())?;
+        Ok(SledStore {
             parent_locks: (0..PARENT_LOCK_STRIPES).map(|_| std::sync::RwLock::new(())).collect(),
             parents,
             statuses,
             cascades,
+            cascade_trees,
+            cascader,
             flusher,
             space: SpaceGuard::start(config.path.clone(), config.min_free_bytes)
                 .map_err(|e| Error::Unavailable(format!("cannot start the free-space thread: {e}")))?,
-        };
-        store.finish_pending_cascades()?;
-        Ok(store)
+        })
+    }
+
+    /// Blocks until every cascade delete queued so far has finished (tests
+    /// and operators; requests never wait for cascades).
+    pub fn wait_for_cascades(&self) {
+        self.cascader.wait_idle();
     }
 
     /// Checks the whole store: every record decodes, and every status has its
@@ -130,7 +182,8 @@ impl SledStore {
                     if status.body.shape() != sk.shape {
                         return Err(Error::Internal(format!("a status of the wrong shape in {sk}")));
                     }
-                    if !self.parents(kind).contains_key(keys::parent_key(parent_id))? {
+                    let cascading = self.cascades.contains_key(keys::cascade_key(kind.tag(), parent_id))?;
+                    if !cascading && !self.parents(kind).contains_key(keys::parent_key(parent_id))? {
                         report.orphans += 1;
                     }
                 }
@@ -158,48 +211,23 @@ impl SledStore {
         &self.statuses[&kind]
     }
 
-    /// Removes every status of `parent_id` under `kind`, then the cascade marker.
-    fn cascade(&self, kind: ParentKind, parent_id: &str) -> Result<()> {
-        let prefix = keys::status_prefix(parent_id);
-        for sk in kind.status_kinds() {
-            let tree = self.statuses(sk);
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for key in tree.scan_prefix(&prefix).keys().take(1000) {
-                    batch.remove(key?);
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                tree.apply_batch(batch)?;
-            }
-        }
-        self.cascades.remove(keys::cascade_key(kind.tag(), parent_id))?;
-        Ok(())
+    /// `Ok` while writes may be applied: the disk has its reserve and no
+    /// flush has failed. Checked before a write changes anything.
+    fn check_writable(&self) -> Result<()> {
+        self.space.check()?;
+        self.flusher.check_writable()
     }
 
-    fn finish_pending_cascades(&self) -> Result<()> {
-        let pending: Vec<sled::IVec> = self.cascades.iter().keys().collect::<Result<_, _>>()?;
-        for key in pending {
-            let kind = key.first().copied().and_then(ParentKind::from_tag);
-            let id = std::str::from_utf8(&key[1.min(key.len())..]).ok();
-            match (kind, id) {
-                (Some(kind), Some(id)) => {
-                    tracing::info!(%kind, parent_id = id, "finishing a cascade delete interrupted by a crash");
-                    self.cascade(kind, id)?;
-                }
-                _ => return Err(Error::Internal(format!("malformed cascade marker {key:?}"))),
-            }
-        }
-        self.db.flush()?;
-        Ok(())
+    /// Whether parent `parent_id` of `kind` exists (statuses of a deleted
+    /// parent may linger until its cascade ends; they are never visible).
+    fn parent_exists(&self, kind: ParentKind, parent_id: &str) -> Result<bool> {
+        Ok(self.parents(kind).contains_key(keys::parent_key(parent_id))?)
     }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
+        self.cascader.stop();
         self.flusher.stop();
         let stats = self.flusher.stats();
         let flushes = stats.flushes.load(std::sync::atomic::Ordering::Relaxed);
@@ -210,10 +238,40 @@ impl Drop for SledStore {
             per_flush = writers as f64 / flushes.max(1) as f64,
             "group commit"
         );
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.flusher.flush_now() {
             tracing::error!(error = %e, "final flush failed");
         }
     }
+}
+
+/// sled's open errors, said in statusd's terms.
+fn open_error(path: &std::path::Path, e: sled::Error) -> Error {
+    match e {
+        sled::Error::Unsupported(why) if why.contains("io buffer size") => Error::Unavailable(format!(
+            "cannot open data directory {}: it was written with another storage layout (sled segment \
+             size; this build uses {SEGMENT_SIZE} bytes). Run the statusd version that wrote it, or \
+             point --data-dir elsewhere ({why})",
+            path.display()
+        )),
+        other => Error::Unavailable(format!("cannot open data directory {}: {other}", path.display())),
+    }
+}
+
+/// Encodes a record for storage. The model's size checks keep every valid
+/// record within [`MAX_RECORD_BYTES`]; this is the backstop that keeps a
+/// record out of sled's unsynced blob files whatever happens above.
+fn encode_record<T: serde::Serialize>(record: &T) -> Result<Vec<u8>> {
+    let bytes = codec::encode(record)?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Error::invalid(
+            "record",
+            format!(
+                "the record would take {} bytes stored; at most {MAX_RECORD_BYTES} are allowed",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn check_format(db: &sled::Db) -> Result<()> {
@@ -235,6 +293,23 @@ fn check_format(db: &sled::Db) -> Result<()> {
              Run the statusd version that wrote it, or point --data-dir elsewhere"
         ))),
     }
+}
+
+/// Inside a transaction on the device configurations' tree: every newly set
+/// reference names a stored configuration.
+fn check_references(
+    parents: &sled::transaction::TransactionalTree,
+    references: &[(&str, &str)],
+) -> Result<(), ConflictableTransactionError<Error>> {
+    for (field, target) in references {
+        if parents.get(keys::parent_key(target))?.is_none() {
+            return Err(ConflictableTransactionError::Abort(Error::invalid(
+                *field,
+                format!("deviceConfiguration '{target}' does not exist"),
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn poisoned() -> Error {
@@ -261,8 +336,9 @@ fn decode_status(key: &[u8], value: &[u8]) -> Result<Status> {
 #[async_trait::async_trait]
 impl Store for SledStore {
     async fn create_parent(&self, kind: ParentKind, parent: &Parent) -> Result<()> {
-        self.space.check()?;
-        let value = codec::encode(parent)?;
+        self.check_writable()?;
+        let value = encode_record(parent)?;
+        let references = parent.new_references(None);
         let cascade_key = keys::cascade_key(kind.tag(), &parent.id);
         let tree = self.parents(kind);
         let r = (tree, &self.cascades).transaction(|(parents, cascades)| {
@@ -278,6 +354,7 @@ impl Store for SledStore {
                     parent.id
                 ))));
             }
+            check_references(parents, &references)?;
             parents.insert(keys::parent_key(&parent.id), value.as_slice())?;
             Ok(())
         });
@@ -293,13 +370,27 @@ impl Store for SledStore {
     }
 
     async fn replace_parent(&self, kind: ParentKind, expected: &Parent, new: &Parent) -> Result<bool> {
-        self.space.check()?;
+        self.check_writable()?;
         let old = codec::encode(expected)?;
-        let value = codec::encode(new)?;
-        let swapped = self
-            .parents(kind)
-            .compare_and_swap(keys::parent_key(&new.id), Some(old), Some(value))?
-            .is_ok();
+        let value = encode_record(new)?;
+        let key = keys::parent_key(&new.id);
+        let references = new.new_references(Some(expected));
+        let swapped = if references.is_empty() {
+            self.parents(kind)
+                .compare_and_swap(key, Some(old), Some(value))?
+                .is_ok()
+        } else {
+            // A new reference: its target's existence and the swap are one
+            // transaction, serialised with the target's delete.
+            tx_result(self.parents(kind).transaction(|parents| {
+                if parents.get(key)?.as_deref() != Some(old.as_slice()) {
+                    return Ok(false);
+                }
+                check_references(parents, &references)?;
+                parents.insert(key, value.as_slice())?;
+                Ok(true)
+            }))?
+        };
         if swapped {
             self.flusher.commit().await?;
         }
@@ -307,7 +398,7 @@ impl Store for SledStore {
     }
 
     async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<bool> {
-        self.space.check()?;
+        self.check_writable()?;
         let cascade_key = keys::cascade_key(kind.tag(), id);
         let tree = self.parents(kind);
         let removed = {
@@ -320,11 +411,19 @@ impl Store for SledStore {
                 Ok(true)
             }))?
         };
-        if removed {
-            self.cascade(kind, id)?;
-            self.flusher.commit().await?;
+        if !removed {
+            return Ok(false);
         }
-        Ok(removed)
+        // A small cascade ends here; a large one goes on in the background.
+        // Either way the marker is recorded first, so a crash at any point
+        // leaves it for the next open to finish.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let done = self.cascade_trees.run(kind, id, &stop, INLINE_BATCHES)?;
+        self.flusher.commit().await?;
+        if !done {
+            self.cascader.enqueue(kind, id.to_owned());
+        }
+        Ok(true)
     }
 
     async fn list_parents(&self, kind: ParentKind, after: Option<&str>, limit: usize) -> Result<Vec<Parent>> {
@@ -341,15 +440,15 @@ impl Store for SledStore {
     }
 
     async fn create_status(&self, kind: StatusKind, parent_id: &str, status: &Status) -> Result<()> {
-        self.space.check()?;
+        self.check_writable()?;
         let key = keys::status_key(parent_id, &status.id);
-        let value = codec::encode(&status.body)?;
+        let value = encode_record(&status.body)?;
         {
             let _shared = self
                 .parent_lock(kind.parent, parent_id)
                 .read()
                 .map_err(|_| poisoned())?;
-            if !self.parents(kind.parent).contains_key(keys::parent_key(parent_id))? {
+            if !self.parent_exists(kind.parent, parent_id)? {
                 return Err(Error::NotFound(format!("{} '{parent_id}' does not exist", kind.parent)));
             }
             let inserted = self.statuses(kind).compare_and_swap(key, None::<&[u8]>, Some(value))?;
@@ -365,17 +464,17 @@ impl Store for SledStore {
 
     async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>> {
         let key = keys::status_key(parent_id, id);
-        self.statuses(kind)
-            .get(&key)?
-            .map(|v| decode_status(&key, &v))
-            .transpose()
+        match self.statuses(kind).get(&key)? {
+            Some(v) if self.parent_exists(kind.parent, parent_id)? => decode_status(&key, &v).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn replace_status(&self, kind: StatusKind, parent_id: &str, expected: &Status, new: &Status) -> Result<bool> {
-        self.space.check()?;
+        self.check_writable()?;
         let key = keys::status_key(parent_id, &new.id);
         let old = codec::encode(&expected.body)?;
-        let value = codec::encode(&new.body)?;
+        let value = encode_record(&new.body)?;
         let swapped = self
             .statuses(kind)
             .compare_and_swap(key, Some(old), Some(value))?
@@ -387,7 +486,10 @@ impl Store for SledStore {
     }
 
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
-        self.space.check()?;
+        self.check_writable()?;
+        if !self.parent_exists(kind.parent, parent_id)? {
+            return Ok(false);
+        }
         let removed = self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some();
         if removed {
             self.flusher.commit().await?;
@@ -422,7 +524,6 @@ impl Store for SledStore {
     }
 
     async fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.flusher.flush_now()
     }
 }
