@@ -337,7 +337,7 @@ impl Writer {
                 Outcome::Refused => {
                     self.refused += 1;
                     if self.large {
-                        self.large_bytes = self.large_bytes * 3 / 4;
+                        self.large_bytes = (self.large_bytes * 3 / 4).max(APP_ENTRY_BYTES);
                     }
                     continue;
                 }
