@@ -182,9 +182,10 @@ const REST_COLLECTIONS: [&str; 3] = [
 ];
 /// The kind index of mobile app configurations in [`PARENTS`].
 const MOBILE_APPS: usize = 1;
-/// The size large records start at. TODO: once `statusd::model::limits` has
-/// a record size limit, start at it (writers shrink on refusal meanwhile).
-const LARGE_RECORD_BYTES: usize = 300 * 1024;
+/// The size large records start at: a quarter over the record limit, so the
+/// first is refused (and not acknowledged); writers then shrink by a quarter,
+/// to just under the limit, the largest records statusd stores.
+const LARGE_RECORD_BYTES: usize = statusd::model::limits::MAX_RECORD_BYTES * 5 / 4;
 /// Length of one `targetedMobileApps` entry (the limit per entry is 4096).
 const APP_ENTRY_BYTES: usize = 2000;
 
