@@ -582,3 +582,52 @@ fn fail(error: &str, listing: &str, writers: &[Writer], disk: &PowerLossDir, sta
         summary(writers, disk, started)
     );
 }
+
+/// `--durability relaxed` acknowledges before the fsync, but a graceful stop
+/// (SIGTERM) must still make everything durable: the shutdown flush is a real
+/// fsync of the log and of the data directory, whatever the mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_in_relaxed_mode_survives_a_power_loss() {
+    let mut disk = match PowerLossDir::start() {
+        Ok(d) => d,
+        Err(reason) => return eprintln!("skipped: {reason}"),
+    };
+    let data = disk.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fsync_dir(disk.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--durability", "relaxed", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("spawn statusd");
+    let mut server = Statusd(ChildServer {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    });
+    let ch = server.connect().await.expect("statusd serves");
+    let api = PARENTS[0];
+    let mut acks = Vec::new();
+    for i in 0..50 {
+        let id = format!("relaxed-{i:03}");
+        api.create(&ch, api.new_parent(&id, &id)).await.unwrap();
+        acks.push(Ack::Parent { kind: 0, id, large: 0 });
+    }
+    drop(ch);
+    // SIGTERM: drain, flush, exit 0.
+    let pid = i32::try_from(server.0.child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = server.0.child.wait().unwrap();
+    assert!(status.success(), "statusd exited with {status}");
+    drop(server);
+    disk.power_loss().expect("unmount, crash and mount again");
+    let result = restart_and_verify(&data, &acks, "restart after a graceful stop and a power loss").await;
+    if let Err(e) = result {
+        panic!("{e}\n{}", list(&data));
+    }
+}
