@@ -6,7 +6,12 @@
 //! ```text
 //! cargo bench --bench load -- [--addr HOST:PORT] [--concurrency 1,64] [--seconds 5]
 //!                             [--stored N] [--scenarios grpc-noop,grpc-create,...]
+//!                             [--interference N]
 //! ```
+//! `--interference N` adds rows for heavy requests next to light ones: it
+//! loads N statuses under a second policy and measures gRPC create at c16
+//! before and while one client deletes that policy (a cascade of N) and
+//! while one client runs full-collection `$count` + `$filter` scans.
 //! Without `--addr` it starts the release `statusd` binary on a temp directory
 //! (and reports its RSS, disk use and start-up time). `--stored N` first loads
 //! N statuses under the benchmark's policy, to measure at scale.
@@ -38,6 +43,8 @@ struct Args {
     scenarios: Vec<String>,
     /// Extra flags for the spawned server, e.g. "--cache-mb 64".
     server_args: Vec<String>,
+    /// Statuses of the heavy requests' policy (0: no interference rows).
+    interference: u64,
 }
 
 fn parse_args() -> Args {
@@ -48,6 +55,7 @@ fn parse_args() -> Args {
         stored: 0,
         scenarios: ALL.map(String::from).to_vec(),
         server_args: Vec::new(),
+        interference: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +67,7 @@ fn parse_args() -> Args {
             "--stored" => a.stored = value().parse().expect("stored"),
             "--scenarios" => a.scenarios = value().split(',').map(String::from).collect(),
             "--server-args" => a.server_args = value().split_whitespace().map(String::from).collect(),
+            "--interference" => a.interference = value().parse().expect("interference"),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -304,6 +313,10 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 }
 
 async fn preload(chans: &[Channel], n: u64) -> Vec<String> {
+    preload_under(chans, PARENT, n).await
+}
+
+async fn preload_under(chans: &[Channel], parent: &str, n: u64) -> Vec<String> {
     let per = 64;
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -311,6 +324,7 @@ async fn preload(chans: &[Channel], n: u64) -> Vec<String> {
         .map(|w| {
             let mut client = Policies::new(chans[w % chans.len()].clone());
             let next = next.clone();
+            let parent = parent.to_owned();
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -319,7 +333,7 @@ async fn preload(chans: &[Channel], n: u64) -> Vec<String> {
                     }
                     client
                         .create_user_status(pb::CreateDeviceComplianceUserStatusRequest {
-                            parent_id: PARENT.into(),
+                            parent_id: parent.clone(),
                             user_status: Some(user_status(format!("pre-{i:012}"))),
                         })
                         .await
@@ -441,6 +455,9 @@ fn main() {
                 );
             }
         }
+        if args.interference > 0 {
+            interference(&addr, &chans, args.interference, args.seconds, known.clone()).await;
+        }
         if let Some(s) = spawned {
             let pid = s.child.id();
             println!(
@@ -456,4 +473,91 @@ fn main() {
 /// Some statuses for get/list when nothing was preloaded.
 async fn preload_small(chans: &[Channel]) -> Vec<String> {
     preload(chans, 2000).await
+}
+
+/// Light requests (gRPC create, c16) before and while heavy ones run: one
+/// client deleting a policy with `n` statuses, then one client running
+/// full-collection scans (`$count` with a `$filter` that matches nothing).
+async fn interference(addr: &str, chans: &[Channel], n: u64, secs: f64, known: Arc<Vec<String>>) {
+    const BIG: &str = "bench-big";
+    const CONC: usize = 16;
+    let mut policies = Policies::new(chans[0].clone());
+    policies
+        .create_device_compliance_policy(pb::CreateDeviceCompliancePolicyRequest {
+            device_compliance_policy: Some(pb::DeviceCompliancePolicy {
+                odata_type: "#microsoft.graph.windows10CompliancePolicy".into(),
+                id: BIG.into(),
+                display_name: "bench big".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create the big policy");
+    preload_under(chans, BIG, n).await;
+    let row = |label: &str, r: &Outcome| {
+        println!(
+            "{:<34} {:>9.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            label,
+            r.ops as f64 / r.secs,
+            pct(&r.lat_us, 0.5),
+            pct(&r.lat_us, 0.99),
+            pct(&r.lat_us, 0.999),
+            r.errors
+        );
+    };
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "grpc-create c16", "ops/s", "p50 ms", "p99 ms", "p999 ms", "errors"
+    );
+    let before = run("grpc-create", CONC, secs, addr, chans, known.clone()).await;
+    row("before", &before);
+
+    let delete = {
+        let mut client = Policies::new(chans[1].clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let r = client
+                .delete_device_compliance_policy(pb::DeleteParentRequest { id: BIG.into() })
+                .await;
+            (t.elapsed(), r.is_ok())
+        })
+    };
+    let during = run("grpc-create", CONC, secs, addr, chans, known.clone()).await;
+    let (took, ok) = delete.await.unwrap();
+    row(&format!("during a delete of {n} statuses"), &during);
+    println!(
+        "  the delete answered in {:.1} ms (ok: {ok}); its cascade runs in the background",
+        took.as_secs_f64() * 1000.0
+    );
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scans = {
+        let (stop, addr) = (stop.clone(), addr.to_owned());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let url = format!(
+                "http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatuses\
+                 ?$count=true&$filter=devicesCount%20eq%20-1&$top=1"
+            );
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let _ = read_ok(http.get(&url).send().await, 200).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        })
+    };
+    let stored = known.len();
+    let during = run("grpc-create", CONC, secs, addr, chans, known).await;
+    stop.store(true, Ordering::Relaxed);
+    let lat = scans.await.unwrap();
+    row("during full scans", &during);
+    let mean = lat.iter().sum::<Duration>().as_secs_f64() / lat.len().max(1) as f64;
+    println!(
+        "  {} scans of the {} stored statuses, {:.1} ms each on average",
+        lat.len(),
+        stored,
+        mean * 1000.0
+    );
 }
