@@ -101,7 +101,7 @@ impl Ctx<'_> {
     /// The request's query options, with every property they name checked
     /// against `visible` (the entity's properties under this version).
     fn options(&self, visible: &[&str]) -> Result<odata::Options, GraphError> {
-        let opts = odata::parse(self.uri.query())?;
+        let opts = odata::parse(self.uri.query(), self.version)?;
         check_names(&opts, visible)?;
         Ok(opts)
     }
