@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 const PARENT: &str = "bench-policy";
+/// The status collection the list scenarios read (`PARENT`'s user statuses).
+const PARENT_KIND: statusd::model::StatusKind = statusd::model::StatusKind {
+    parent: statusd::model::ParentKind::DeviceCompliancePolicy,
+    shape: statusd::model::StatusShape::User,
+};
 const ALL: [&str; 7] = [
     "grpc-noop",
     "grpc-create",
@@ -246,7 +251,7 @@ async fn read_ok(resp: reqwest::Result<reqwest::Response>, want: u16) -> bool {
 }
 
 fn base64_id(id: &str) -> String {
-    statusd::service::encode_token(id)
+    statusd::service::status_list_token(PARENT_KIND, PARENT, id)
 }
 
 struct Outcome {

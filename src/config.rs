@@ -66,6 +66,45 @@ pub struct Config {
     /// Test hooks (faults injected into storage); not settable from the command line.
     #[arg(skip)]
     pub faults: FaultInjection,
+
+    /// Most records a query with `$orderby` may match: sorting needs them all
+    /// in memory on every page, so beyond this the query is refused (400)
+    /// with advice to filter more narrowly or page in id order.
+    #[arg(long, env = "STATUSD_MAX_ORDERBY_MATCHES", default_value_t = crate::service::DEFAULT_MAX_ORDERBY_MATCHES)]
+    pub max_orderby_matches: usize,
+
+    /// The URL clients reach this server at (e.g. `https://statusd.example.com`,
+    /// behind a proxy), used for `@odata.context` and `@odata.nextLink`.
+    /// Without it those links use the request's `Host` when it is a plain
+    /// `host[:port]`, else the listening address: a client-chosen `Host` must
+    /// not turn the server's links into links to another site.
+    #[arg(long, env = "STATUSD_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
+}
+
+/// Checks `--public-url`: an absolute http(s) URL with a host and no query,
+/// fragment or user info; a trailing slash is dropped so paths can be appended.
+pub fn public_url(s: &str) -> Result<String, String> {
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| format!("'{s}' is not an absolute URL (expected e.g. https://statusd.example.com)"))?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Err(format!("'{s}': the scheme must be http or https"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!("'{s}' must not have a query or fragment"));
+    }
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("'{s}' must not contain spaces or control characters"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!("'{s}' must not carry user info"));
+    }
+    if !crate::rest::is_plain_authority(authority) {
+        return Err(format!("'{s}' must name a host (and optional port) after the scheme"));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
 }
 
 impl Config {
@@ -85,6 +124,56 @@ impl Config {
             request_timeout_secs: 30,
             idle_timeout_secs: 300,
             faults: FaultInjection::default(),
+            max_orderby_matches: crate::service::DEFAULT_MAX_ORDERBY_MATCHES,
+            public_url: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_is_checked_and_trimmed() {
+        assert_eq!(
+            public_url("https://statusd.example.com/").unwrap(),
+            "https://statusd.example.com"
+        );
+        assert_eq!(
+            public_url("http://10.0.0.1:8443/graph").unwrap(),
+            "http://10.0.0.1:8443/graph"
+        );
+        assert_eq!(public_url("http://[::1]:8080").unwrap(), "http://[::1]:8080");
+        for bad in [
+            "statusd.example.com",
+            "ftp://statusd.example.com",
+            "https://statusd.example.com/?a=b",
+            "https://statusd.example.com/#x",
+            "https://user@statusd.example.com",
+            "https://",
+            "https://exa mple.com",
+            "https://example.com:port",
+        ] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_and_environment_reach_the_new_fields() {
+        let c = Config::try_parse_from([
+            "statusd",
+            "--max-orderby-matches",
+            "7",
+            "--public-url",
+            "https://statusd.example.com/",
+        ])
+        .unwrap();
+        assert_eq!(c.max_orderby_matches, 7);
+        assert_eq!(c.public_url.as_deref(), Some("https://statusd.example.com"));
+        assert!(Config::try_parse_from(["statusd", "--public-url", "https://a.test?x"]).is_err());
+        let d = Config::try_parse_from(["statusd"]).unwrap();
+        assert_eq!(d.max_orderby_matches, crate::service::DEFAULT_MAX_ORDERBY_MATCHES);
+        assert_eq!(d.public_url, None);
     }
 }

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::grpc::GrpcApi;
 use crate::pb;
-use crate::service::Service;
+use crate::service::{QueryLimits, Service};
 use crate::store::{SledConfig, SledStore, Store};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
@@ -54,14 +54,17 @@ impl Server {
             min_free_bytes: config.min_free_mb.saturating_mul(1024 * 1024),
             faults: config.faults.clone(),
         })?);
-        let service = Service::new(store.clone() as Arc<dyn Store>);
-        let app = router(service, &config)?;
+        let service = Service::new(store.clone() as Arc<dyn Store>).with_query_limits(QueryLimits {
+            max_orderby_matches: config.max_orderby_matches,
+        });
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Unavailable(format!("cannot read the listening address: {e}")))?;
+        // Built after binding: REST links fall back to the address actually bound.
+        let app = router(service, &config, addr)?;
         let (shutdown, signal) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, app, config.clone(), signal));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
@@ -317,9 +320,10 @@ async fn serve_connection(
 }
 
 /// Builds the router serving gRPC (services, reflection, health) and REST.
-fn router(service: Service, config: &Config) -> Result<axum::Router> {
+fn router(service: Service, config: &Config, addr: SocketAddr) -> Result<axum::Router> {
     let limit = config.max_message_kb.saturating_mul(1024);
-    let rest = crate::rest::router(service.clone(), limit);
+    let links = crate::rest::Links::new(config.public_url.clone(), addr);
+    let rest = crate::rest::router(service.clone(), limit, links);
     let api = GrpcApi::new(service);
     let reflection_v1 = reflection()
         .build_v1()
@@ -431,9 +435,13 @@ fn grpc_timeout(req: &Request) -> Option<Duration> {
 /// Middleware: every request gets a deadline — the server's, or a shorter
 /// `grpc-timeout` — and past it DEADLINE_EXCEEDED (gRPC) or 504 (REST). A
 /// write that was already applied when its deadline passed stays applied, as
-/// with any RPC whose response is lost.
+/// with any RPC whose response is lost. The 504 is a Graph error like any
+/// other: it echoes the client's `client-request-id`, so the client can match
+/// it to its request, and carries a fresh `request-id`.
 async fn request_deadline(State(max): State<Duration>, req: Request, next: Next) -> Response {
     let grpc = is_grpc(&req);
+    // Only the header is kept (ids are made only if the deadline passes).
+    let client_request_id = req.headers().get("client-request-id").cloned();
     let limit = if grpc {
         grpc_timeout(&req).map_or(max, |t| t.min(max))
     } else {
@@ -449,7 +457,11 @@ async fn request_deadline(State(max): State<Duration>, req: Request, next: Next)
                 message: format!("The request did not complete within {limit:?}."),
                 allow: None,
             };
-            crate::rest::error::RequestIds::new(&axum::http::HeaderMap::new()).finish(error.into_response())
+            let mut headers = axum::http::HeaderMap::new();
+            if let Some(v) = client_request_id {
+                headers.insert("client-request-id", v);
+            }
+            crate::rest::error::RequestIds::new(&headers).finish(error.into_response())
         }
     }
 }

@@ -241,7 +241,8 @@ proptest! {
 
     #[test]
     fn query_and_path_parsers_never_panic(q in "\\PC{0,120}", p in "[a-zA-Z$()'/%0-9]{0,120}") {
-        let _ = odata::parse(Some(&q));
+        let _ = odata::parse(Some(&q), path::ApiVersion::Beta);
+        let _ = odata::parse(Some(&q), path::ApiVersion::V1);
         let _ = odata::parse_filter(&q);
         let _ = path::parse(path::ApiVersion::Beta, &p);
         let _ = path::parse(path::ApiVersion::V1, &q);

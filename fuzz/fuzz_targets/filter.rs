@@ -8,5 +8,5 @@ use statusd::rest::odata;
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = odata::parse_filter(text);
-    let _ = odata::parse(Some(text));
+    let _ = odata::parse(Some(text), statusd::rest::path::ApiVersion::Beta);
 });

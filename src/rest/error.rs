@@ -64,7 +64,10 @@ impl From<Error> for GraphError {
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
         };
         let message = match e {
-            Error::InvalidArgument { field, message } => format!("Invalid value for property '{field}': {message}"),
+            Error::InvalidArgument { field, message } => match rest_field_name(&field) {
+                option if option.starts_with('$') => format!("Invalid value for query option '{option}': {message}"),
+                property => format!("Invalid value for property '{property}': {message}"),
+            },
             other => other.to_string(),
         };
         GraphError {
@@ -73,6 +76,18 @@ impl From<Error> for GraphError {
             message,
             allow: None,
         }
+    }
+}
+
+/// The REST name of a field the service names: paging is `pageSize` and
+/// `pageToken` in the service (AIP-158's words, which gRPC renders as
+/// `page_size` / `page_token`), but a REST client wrote `$top` and
+/// `$skiptoken`, so its error must say those.
+fn rest_field_name(field: &str) -> &str {
+    match field {
+        "pageSize" => "$top",
+        "pageToken" => "$skiptoken",
+        other => other,
     }
 }
 
@@ -195,4 +210,21 @@ pub async fn graph_headers(req: Request, next: Next) -> Response {
     let ids = RequestIds::new(req.headers());
     let resp = next.run(req).await;
     ids.finish(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_errors_name_the_rest_options() {
+        let e = GraphError::from(Error::invalid("pageSize", "must be at most 1000"));
+        assert_eq!(e.message, "Invalid value for query option '$top': must be at most 1000");
+        let e = GraphError::from(Error::invalid("pageToken", "is not a page token this server issued"));
+        assert!(e.message.contains("'$skiptoken'"), "{}", e.message);
+        let e = GraphError::from(Error::invalid("$orderby", "too many"));
+        assert!(e.message.starts_with("Invalid value for query option '$orderby'"));
+        let e = GraphError::from(Error::invalid("status", "bad"));
+        assert_eq!(e.message, "Invalid value for property 'status': bad");
+    }
 }

@@ -51,6 +51,21 @@ fn nullable_string(field: &str, v: &Value) -> Result<Option<String>> {
     }
 }
 
+/// The `id` of a REST body: absent or `null` means none (a create generates
+/// one), but `""` is refused. Unlike proto3, JSON can tell an empty string
+/// from an absent one, so an empty id is a client's mistake, not a request
+/// for a generated id. (The service still reads an empty id as "generate",
+/// which is what gRPC needs.)
+fn rest_id(v: &Value) -> Result<String> {
+    match nullable_string("id", v)? {
+        Some(id) if id.is_empty() => Err(Error::invalid(
+            "id",
+            "must not be empty; leave it out (or null) to have the server generate one",
+        )),
+        id => Ok(id.unwrap_or_default()),
+    }
+}
+
 fn string(field: &str, v: &Value) -> Result<String> {
     match v {
         Value::String(s) => Ok(s.clone()),
@@ -130,7 +145,7 @@ pub fn status_from_json(
     for (key, v) in obj {
         match key.as_str() {
             "@odata.type" => check_type(v, entity)?,
-            "id" => id = nullable_string("id", v)?.unwrap_or_default(),
+            "id" => id = rest_id(v)?,
             k if is_annotation(k) => {}
             k => {
                 set_status_field(&mut body, k, v, version).map_err(|e| match e {
@@ -301,7 +316,7 @@ pub fn parent_from_json(
                 "odataType".to_owned()
             }
             "id" => {
-                p.id = nullable_string("id", v)?.unwrap_or_default();
+                p.id = rest_id(v)?;
                 continue;
             }
             "displayName" => {
@@ -506,6 +521,35 @@ mod tests {
         assert_eq!(fields, vec!["platform"]);
         assert!(status_to_json(kind, ApiVersion::Beta, &s, None).contains_key("platform"));
         assert!(!status_to_json(kind, ApiVersion::V1, &s, None).contains_key("platform"));
+    }
+
+    #[test]
+    fn an_empty_id_is_refused_and_an_absent_one_left_to_the_server() {
+        let kind = StatusKind {
+            parent: ParentKind::DeviceCompliancePolicy,
+            shape: StatusShape::User,
+        };
+        let e = status_from_json(kind, ApiVersion::V1, &obj(json!({ "id": "" }))).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { field, .. } if field == "id"),
+            "{e:?}"
+        );
+        let e = parent_from_json(
+            ParentKind::DeviceConfiguration,
+            ApiVersion::V1,
+            &obj(json!({ "id": "" })),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { field, .. } if field == "id"),
+            "{e:?}"
+        );
+        for body in [json!({}), json!({ "id": null })] {
+            let (s, _) = status_from_json(kind, ApiVersion::V1, &obj(body.clone())).unwrap();
+            assert_eq!(s.id, "");
+            let (p, _) = parent_from_json(ParentKind::DeviceConfiguration, ApiVersion::V1, &obj(body)).unwrap();
+            assert_eq!(p.id, "");
+        }
     }
 
     #[test]

@@ -8,8 +8,11 @@
 
 pub mod error;
 pub mod json;
+pub mod links;
 pub mod odata;
 pub mod path;
+
+pub use links::{is_plain_authority, Links};
 
 use crate::error::Error;
 use crate::model::{Parent, ParentKind, Status, StatusKind};
@@ -40,16 +43,18 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Clone)]
 pub struct Rest {
     service: Service,
+    links: Links,
 }
 
 /// The REST router: `/v1.0`, `/beta` and `/localtest`, with Graph headers and
-/// errors, and request bodies limited to `body_limit` bytes (413 beyond).
-pub fn router(service: Service, body_limit: usize) -> Router {
+/// errors, request bodies limited to `body_limit` bytes (413 beyond), and
+/// absolute links based on `links`.
+pub fn router(service: Service, body_limit: usize, links: Links) -> Router {
     Router::new()
         .route("/v1.0/{*path}", any(handle))
         .route("/beta/{*path}", any(handle))
         .route("/localtest/{*path}", any(handle))
-        .with_state(Rest { service })
+        .with_state(Rest { service, links })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(error::graph_headers))
 }
@@ -64,7 +69,7 @@ async fn handle(State(rest): State<Rest>, method: Method, uri: Uri, headers: Hea
 /// What every handler needs to know about the request.
 struct Ctx<'a> {
     version: ApiVersion,
-    /// `http://host:port`.
+    /// Scheme and authority of links, from [`Links::base`].
     base: String,
     uri: &'a Uri,
 }
@@ -101,7 +106,7 @@ impl Ctx<'_> {
     /// The request's query options, with every property they name checked
     /// against `visible` (the entity's properties under this version).
     fn options(&self, visible: &[&str]) -> Result<odata::Options, GraphError> {
-        let opts = odata::parse(self.uri.query())?;
+        let opts = odata::parse(self.uri.query(), self.version)?;
         check_names(&opts, visible)?;
         Ok(opts)
     }
@@ -215,15 +220,6 @@ fn check_names(opts: &odata::Options, visible: &[&str]) -> Result<(), GraphError
     Ok(())
 }
 
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    format!("http://{host}")
-}
-
 impl Rest {
     async fn dispatch(
         &self,
@@ -239,7 +235,7 @@ impl Rest {
         let route = path::parse(version, rest)?;
         let ctx = Ctx {
             version,
-            base: base_url(headers),
+            base: self.links.base(headers, uri),
             uri,
         };
         match route {

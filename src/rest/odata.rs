@@ -7,6 +7,16 @@
 //! option or construct we do not support is a 400 that says so, never a
 //! silently different result.
 //!
+//! The query string is read as clients write it: `+` is a space (HTML form
+//! encoding, which Python `requests` and many others use), `%XX` escapes
+//! must decode to UTF-8, option names are case-insensitive (OData 4.01), and
+//! under `/beta` (and the beta-shaped `/localtest`) the `$` is optional, as
+//! Graph documents for its beta endpoint. Under `/v1.0` a system option
+//! written without `$` is refused with a hint, not ignored: ignoring
+//! `filter=…` would return the whole collection as if it were filtered. Any
+//! other name without `$` is a custom option, which Graph ignores, and so do
+//! we.
+//!
 //! `$filter` grammar (precedence low → high: `or`, `and`, `not`):
 //! ```text
 //! expr    = and ("or" and)*
@@ -18,6 +28,7 @@
 //! ```
 
 use super::error::GraphError;
+use super::path::ApiVersion;
 use crate::service::{CmpOp, Filter, Literal, OrderKey, Query};
 use percent_encoding::percent_decode_str;
 
@@ -26,6 +37,26 @@ const MAX_FILTER_LEN: usize = 4096;
 /// Deepest nesting of parentheses and `not` in a `$filter`.
 const MAX_FILTER_DEPTH: usize = 32;
 
+/// OData system query options (names without `$`, lowercase): statusd
+/// supports the first seven; the others get a 400 saying so.
+const SYSTEM_OPTIONS: [&str; 15] = [
+    "top",
+    "skip",
+    "skiptoken",
+    "count",
+    "filter",
+    "orderby",
+    "select",
+    "expand",
+    "search",
+    "format",
+    "apply",
+    "compute",
+    "levels",
+    "deltatoken",
+    "index",
+];
+
 /// The parsed query options of a request.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -33,21 +64,40 @@ pub struct Options {
     pub query: Query,
     /// `$select`, if given (and not `*`).
     pub select: Option<Vec<String>>,
-    /// The options as given (decoded), minus `$skiptoken`: kept for `@odata.nextLink`.
+    /// The system options as given (decoded; names normalised to `$name`),
+    /// minus `$skiptoken`: kept for `@odata.nextLink`.
     pub passthrough: Vec<(String, String)>,
 }
 
-/// Parses a raw (percent-encoded) query string.
-pub fn parse(raw: Option<&str>) -> Result<Options, GraphError> {
+/// The system option a query parameter name stands for (lowercase, without
+/// `$`), `None` for a custom option; under v1.0 a system option without its
+/// `$` is an error.
+fn option_name(key: &str, version: ApiVersion) -> Result<Option<String>, GraphError> {
+    if let Some(name) = key.strip_prefix('$') {
+        return Ok(Some(name.to_ascii_lowercase()));
+    }
+    let name = key.to_ascii_lowercase();
+    if !SYSTEM_OPTIONS.contains(&name.as_str()) {
+        return Ok(None); // A custom option: Graph ignores those.
+    }
+    if version.is_beta() {
+        return Ok(Some(name));
+    }
+    Err(GraphError::bad_request(format!(
+        "Query option '{key}' needs its '$' under v1.0: write '${name}' (only /beta accepts system query options without '$')."
+    )))
+}
+
+/// Parses a raw (percent-encoded) query string of a request under `version`.
+pub fn parse(raw: Option<&str>, version: ApiVersion) -> Result<Options, GraphError> {
     let mut o = Options::default();
     let mut seen: Vec<String> = Vec::new();
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let key = decode(k)?;
         let value = decode(v)?;
-        let name = key.strip_prefix('$').map(str::to_owned);
-        let Some(name) = name else {
-            continue; // Not a system query option: Graph ignores custom options.
+        let Some(name) = option_name(&key, version)? else {
+            continue;
         };
         if seen.contains(&name) {
             return Err(GraphError::bad_request(format!(
@@ -91,7 +141,7 @@ pub fn parse(raw: Option<&str>) -> Result<Options, GraphError> {
                 )))
             }
         }
-        o.passthrough.push((key, value));
+        o.passthrough.push((format!("${name}"), value));
     }
     if o.query.page.size == Some(0) {
         // $top=0 asks for no items; the service treats 0 as "default", so ask for one and drop it.
@@ -100,8 +150,12 @@ pub fn parse(raw: Option<&str>) -> Result<Options, GraphError> {
     Ok(o)
 }
 
+/// Decodes one name or value: `+` is a space (form encoding; a literal `+`,
+/// as in a date-time offset, is sent as `%2B`), then `%XX` escapes, which
+/// must make UTF-8.
 fn decode(s: &str) -> Result<String, GraphError> {
-    percent_decode_str(s)
+    let spaced = s.replace('+', " ");
+    percent_decode_str(&spaced)
         .decode_utf8()
         .map(|c| c.into_owned())
         .map_err(|_| GraphError::bad_request("The query string is not valid UTF-8."))
@@ -440,9 +494,10 @@ mod tests {
 
     #[test]
     fn options_are_decoded_and_checked() {
-        let o = parse(Some(
-            "%24top=5&%24filter=status%20eq%20%27error%27&%24count=true&other=1",
-        ))
+        let o = parse(
+            Some("%24top=5&%24filter=status%20eq%20%27error%27&%24count=true&other=1"),
+            ApiVersion::V1,
+        )
         .unwrap();
         assert_eq!(o.query.page.size, Some(5));
         assert!(o.query.count && o.query.filter.is_some());
@@ -454,7 +509,67 @@ mod tests {
             "$top=1&$top=2",
             "$count=yes",
         ] {
-            assert!(parse(Some(bad)).is_err(), "{bad}");
+            assert!(parse(Some(bad), ApiVersion::V1).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plus_is_a_space_and_percent_2b_a_plus() {
+        let o = parse(
+            Some("%24filter=status+eq+%27error%27+and+lastReportedDateTime+ge+2017-01-01T00:00:00%2B01:00"),
+            ApiVersion::V1,
+        )
+        .unwrap();
+        let Some(Filter::And(a, b)) = o.query.filter else {
+            panic!("{:?}", o.query.filter)
+        };
+        assert_eq!(
+            *a,
+            Filter::Compare("status".into(), CmpOp::Eq, Literal::Str("error".into()))
+        );
+        assert_eq!(
+            *b,
+            Filter::Compare(
+                "lastReportedDateTime".into(),
+                CmpOp::Ge,
+                Literal::Bare("2017-01-01T00:00:00+01:00".into())
+            )
+        );
+        let o = parse(Some("$select=id,+status"), ApiVersion::V1).unwrap();
+        assert_eq!(o.select, Some(vec!["id".to_owned(), "status".to_owned()]));
+    }
+
+    #[test]
+    fn the_dollar_is_optional_under_beta_and_required_under_v1() {
+        for version in [ApiVersion::Beta, ApiVersion::LocalTest] {
+            let o = parse(
+                Some("top=2&filter=status eq 'error'&orderby=id desc&select=id&count=true&skip=1&skiptoken=t&x=1"),
+                version,
+            )
+            .unwrap();
+            assert_eq!(o.query.page.size, Some(2));
+            assert!(o.query.filter.is_some() && o.query.count);
+            assert_eq!(o.query.order_by.len(), 1);
+            assert_eq!(o.select, Some(vec!["id".to_owned()]));
+            assert_eq!((o.query.skip, o.query.page.token.as_deref()), (1, Some("t")));
+            let names: Vec<&str> = o.passthrough.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(names, ["$top", "$filter", "$orderby", "$select", "$count", "$skip"]);
+            // Given twice, with and without '$'.
+            assert!(parse(Some("$top=1&top=2"), version).is_err());
+            assert!(parse(Some("expand=x"), version).is_err());
+        }
+        for ok in ["x=1", "api-version=2", "$Top=3"] {
+            assert!(parse(Some(ok), ApiVersion::V1).is_ok(), "{ok}");
+        }
+        for bad in [
+            "filter=status eq 'error'",
+            "top=1",
+            "Select=id",
+            "skiptoken=x",
+            "expand=x",
+        ] {
+            let e = parse(Some(bad), ApiVersion::V1).unwrap_err();
+            assert!(e.message.contains("needs its '$'"), "{bad}: {}", e.message);
         }
     }
 }

@@ -105,12 +105,17 @@ pub enum Route {
 }
 
 /// Parses the path after the version prefix (still percent-encoded).
+///
+/// Each segment is percent-decoded and must then be UTF-8: a lossy decode
+/// would map `%FF` and `%FE` alike to U+FFFD, so two different ids in URLs
+/// would name one record. Decoded segments (`%2e%2e` is `..`) go to the
+/// service as they are, where the id rules judge them.
 pub fn parse(version: ApiVersion, path: &str) -> Result<Route, GraphError> {
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+        .map(decode_segment)
+        .collect::<Result<_, _>>()?;
     let mut it = segments.iter().map(String::as_str).peekable();
     let root = it
         .next()
@@ -182,6 +187,13 @@ pub fn parse(version: ApiVersion, path: &str) -> Result<Route, GraphError> {
             }
         };
     }
+}
+
+fn decode_segment(s: &str) -> Result<String, GraphError> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| GraphError::bad_request(format!("The path segment '{s}' is not UTF-8 once percent-decoded.")))
 }
 
 fn end<'a>(mut rest: impl Iterator<Item = &'a str>, route: Route) -> Result<Route, GraphError> {
@@ -275,8 +287,30 @@ mod tests {
             (V1, "deviceAppManagement/deviceCompliancePolicies"),
             (V1, "deviceManagement/deviceCompliancePolicies/x/userStatuses/s/extra"),
             (V1, ""),
+            (V1, "deviceManagement/deviceCompliancePolicies/%FF"),
+            (V1, "deviceManagement/deviceCompliancePolicies/p/userStatuses/a%C3"),
         ] {
             assert!(parse(v, p).is_err(), "{p}");
+        }
+    }
+
+    #[test]
+    fn segments_reach_the_service_decoded() {
+        let pp = |id: &str| ParentPath {
+            kind: ParentKind::DeviceCompliancePolicy,
+            id: id.into(),
+            via: vec![],
+        };
+        for (raw, id) in [("%2e%2e", ".."), ("%2E", "."), ("a+b", "a+b"), ("%C3%A9", "é")] {
+            assert_eq!(
+                parse(
+                    ApiVersion::V1,
+                    &format!("deviceManagement/deviceCompliancePolicies/{raw}")
+                )
+                .unwrap(),
+                Route::Parent(pp(id)),
+                "{raw}"
+            );
         }
     }
 }

@@ -8,8 +8,8 @@
 mod page;
 pub mod query;
 
-pub use page::{encode_token, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-pub use query::{CmpOp, Filter, Literal, OrderKey, Query, QueryPage};
+pub use page::{status_list_token, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use query::{CmpOp, Filter, Literal, OrderKey, Query, QueryLimits, QueryPage, DEFAULT_MAX_ORDERBY_MATCHES};
 
 use crate::error::{Error, Result};
 use crate::model::{id, property, DateTime, Parent, ParentKind, Status, StatusBody, StatusKind};
@@ -24,12 +24,21 @@ const UPDATE_RETRIES: usize = 32;
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
+    limits: QueryLimits,
 }
 
 impl Service {
-    /// A service over `store`.
+    /// A service over `store`, with the default [`QueryLimits`].
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Service { store }
+        Service {
+            store,
+            limits: QueryLimits::default(),
+        }
+    }
+
+    /// The same service with these query limits (from the configuration).
+    pub fn with_query_limits(self, limits: QueryLimits) -> Self {
+        Service { limits, ..self }
     }
 
     /// Creates a parent. The server sets `createdDateTime`,
@@ -182,7 +191,14 @@ impl Service {
             store: self.store.as_ref(),
             kind,
         };
-        query::run(&property::parent_schema(kind), query, default_size, &source).await
+        query::run(
+            &property::parent_schema(kind),
+            query,
+            default_size,
+            &self.limits,
+            &source,
+        )
+        .await
     }
 
     /// Runs a query over a parent's statuses; `NotFound` if the parent is missing.
@@ -199,7 +215,14 @@ impl Service {
             kind,
             parent_id,
         };
-        query::run(property::status_schema(kind.shape), query, default_size, &source).await
+        query::run(
+            property::status_schema(kind.shape),
+            query,
+            default_size,
+            &self.limits,
+            &source,
+        )
+        .await
     }
 
     /// How many parents of `kind` match `filter`.
@@ -261,6 +284,10 @@ impl query::Source<Parent> for ParentSource<'_> {
     async fn fetch(&self, after: Option<String>, limit: usize) -> Result<Vec<Parent>> {
         self.store.list_parents(self.kind, after.as_deref(), limit).await
     }
+
+    fn scope(&self) -> String {
+        page::parents_scope(self.kind)
+    }
 }
 
 /// One parent's statuses as a query source.
@@ -276,5 +303,9 @@ impl query::Source<Status> for StatusSource<'_> {
         self.store
             .list_statuses(self.kind, self.parent_id, after.as_deref(), limit)
             .await
+    }
+
+    fn scope(&self) -> String {
+        page::statuses_scope(self.kind, self.parent_id)
     }
 }

@@ -7,22 +7,53 @@
 //!
 //! Cost: without `$orderby` a page is read in id order straight from the
 //! store, scanning only until the page is full: O(page / selectivity).
-//! `$count` streams over the collection once more without keeping records;
-//! `$orderby` reads and sorts every matching record, so such a page costs
-//! O(collection) time and memory. Page tokens carry the position of the last
-//! item (its id, and its sort values under `$orderby`), so paging stays
-//! correct while the collection changes: nothing is returned twice, and
-//! nothing that existed throughout is skipped.
+//! `$count` streams over the collection once more without keeping records,
+//! and only for the first page (no page token): later pages would only repeat
+//! the same O(collection) work for a number the client already has.
+//! `$orderby` must read every matching record to sort them, so each of its
+//! pages costs O(matches) time and memory; it is therefore bounded by
+//! [`QueryLimits::max_orderby_matches`], and refused (stopping the scan as soon
+//! as the bound is passed) when more records match.
+//!
+//! Scans yield to the runtime between chunks, so a long one shares the
+//! threads with other requests and ends at the request's deadline instead of
+//! running on unseen.
+//!
+//! Page tokens carry the position of the last item (its id, and its sort
+//! values under `$orderby`), so paging stays correct while the collection
+//! changes: nothing is returned twice, and nothing that existed throughout is
+//! skipped. They are bound to the collection and query they continue (see
+//! [`super::page`]).
 
-use super::page::{encode_token, PageRequest};
+use super::page::{decode_token, encode_token, PageRequest, TokenScope};
 use crate::error::{Error, Result};
 use crate::model::{ComplianceStatus, DateTime, PropertyType, PropertyValue, Queryable, SortKey};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use std::cmp::Ordering;
 
 /// Records read from the store per step of a scan.
 const SCAN_CHUNK: usize = 1000;
+
+/// The default of [`QueryLimits::max_orderby_matches`]: sorting this many
+/// status records takes some tens of MiB and well under a second.
+pub const DEFAULT_MAX_ORDERBY_MATCHES: usize = 100_000;
+
+/// Server-side bounds on what one query may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// Most records an `$orderby` query may match. Sorting needs every
+    /// matching record in memory, on every page, so beyond this the query is
+    /// refused (INVALID_ARGUMENT / 400) with advice to filter more narrowly
+    /// or to page in id order, which has no such bound.
+    pub max_orderby_matches: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_orderby_matches: DEFAULT_MAX_ORDERBY_MATCHES,
+        }
+    }
+}
 
 /// A literal as written in a filter, before it is typed against the schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,33 +286,6 @@ impl Node {
     }
 }
 
-/// Where a page starts: after this id, or after this sort position.
-enum Cursor {
-    Start,
-    AfterId(String),
-    AfterPosition(Vec<SortKey>, String),
-}
-
-const ORDERED_TOKEN_PREFIX: &str = "o.";
-
-fn decode_cursor(page: &PageRequest) -> Result<Cursor> {
-    let Some(token) = page.token.as_deref().filter(|t| !t.is_empty()) else {
-        return Ok(Cursor::Start);
-    };
-    if let Some(rest) = token.strip_prefix(ORDERED_TOKEN_PREFIX) {
-        let bad = || Error::invalid("pageToken", "is not a token this server issued");
-        let bytes = URL_SAFE_NO_PAD.decode(rest).map_err(|_| bad())?;
-        let (keys, id): (Vec<SortKey>, String) = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-        return Ok(Cursor::AfterPosition(keys, id));
-    }
-    Ok(page.after()?.map_or(Cursor::Start, Cursor::AfterId))
-}
-
-fn encode_position(keys: Vec<SortKey>, id: &str) -> String {
-    let json = serde_json::to_vec(&(keys, id)).unwrap_or_default();
-    format!("{ORDERED_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
-}
-
 fn sort_keys(r: &impl Queryable, order: &[OrderKey]) -> Vec<SortKey> {
     order
         .iter()
@@ -305,12 +309,22 @@ fn compare_position(a: (&[SortKey], &str), b: (&[SortKey], &str), order: &[Order
 pub trait Source<T>: Sync {
     /// Up to `limit` records after `after`, in id order.
     async fn fetch(&self, after: Option<String>, limit: usize) -> Result<Vec<T>>;
+
+    /// The collection this source reads, as page tokens are bound to it
+    /// ([`super::page::parents_scope`], [`super::page::statuses_scope`]).
+    fn scope(&self) -> String;
 }
 
 /// Reads `source` in id order, a chunk at a time, handing each record to
 /// `visit` until it returns `false` or the source is exhausted. The first
 /// read asks for `first` records (a page needs no more), later ones for
 /// [`SCAN_CHUNK`].
+///
+/// The store's reads complete without ever waiting, so without the
+/// `yield_now` between chunks a scan of a large collection would hold its
+/// runtime thread to the end: other requests on that thread would stall, and
+/// the request deadline (a timer checked only when the request's future is
+/// polled again) could not cut it off.
 async fn scan<T>(
     source: &dyn Source<T>,
     mut after: Option<String>,
@@ -334,6 +348,7 @@ where
         if done {
             return Ok(());
         }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -360,15 +375,25 @@ pub async fn count<T: Queryable + Send>(
     Ok(n)
 }
 
+/// A token that does not fit the query it came with, although its tag did
+/// (only a forged token gets here).
+fn foreign_position() -> Error {
+    Error::invalid("pageToken", "does not continue this list")
+}
+
 /// Runs `query` over `source`.
 ///
 /// Without `$orderby` the page is read in id order straight from the source,
 /// stopping once it is full; `$count` is a second, streaming pass. With
-/// `$orderby` every matching record is read and sorted.
+/// `$orderby` every matching record is read (at most
+/// `limits.max_orderby_matches`) and those after the token's position sorted.
+/// `$skip` and `$count` apply to the first page only (the one without a
+/// token): later pages continue after the token, and `count` is `None` there.
 pub async fn run<T: Queryable + Send>(
     schema: &[(&str, PropertyType)],
     query: &Query,
     default_size: usize,
+    limits: &QueryLimits,
     source: &dyn Source<T>,
 ) -> Result<QueryPage<T>> {
     let filter = bind(schema, query.filter.as_ref())?;
@@ -381,25 +406,36 @@ pub async fn run<T: Queryable + Send>(
         }
     }
     let size = query.page.size(default_size)?;
-    let cursor = decode_cursor(&query.page)?;
-    let matches = |r: &T| filter.as_ref().is_none_or(|f| f.matches(r));
-    let mut skip = if matches!(cursor, Cursor::Start) { query.skip } else { 0 };
-    let count = match query.count {
-        true => Some(count(schema, query.filter.as_ref(), source).await?),
-        false => None,
+    let collection = source.scope();
+    let scope = TokenScope {
+        collection: &collection,
+        filter: query.filter.as_ref(),
+        order_by: &query.order_by,
     };
+    let position = decode_token(&scope, query.page.token.as_deref())?;
+    let first_page = position.is_none();
+    let skip = if first_page { query.skip } else { 0 };
+    let want_count = query.count && first_page;
+    let matches = |r: &T| filter.as_ref().is_none_or(|f| f.matches(r));
     let order = &query.order_by;
 
     if order.is_empty() {
-        let after = match cursor {
-            Cursor::Start => None,
-            Cursor::AfterId(id) => Some(id),
-            Cursor::AfterPosition(..) => {
-                return Err(Error::invalid("pageToken", "belongs to a query with $orderby"));
-            }
+        let after = match position {
+            None => None,
+            Some((keys, id)) if keys.is_empty() => Some(id),
+            Some(_) => return Err(foreign_position()),
         };
-        // Without a filter the first read is exactly what the page needs.
-        let first = if filter.is_none() { size + 1 + skip } else { SCAN_CHUNK };
+        let count = match want_count {
+            true => Some(count(schema, query.filter.as_ref(), source).await?),
+            false => None,
+        };
+        // Without a filter the first read is exactly what the page needs
+        // (saturating: `$skip` may be anything up to usize::MAX).
+        let first = match filter {
+            None => size.saturating_add(1).saturating_add(skip),
+            Some(_) => SCAN_CHUNK,
+        };
+        let mut skip = skip;
         let mut items = Vec::new();
         scan(source, after, first, |r| {
             if !matches(&r) {
@@ -415,7 +451,10 @@ pub async fn run<T: Queryable + Send>(
         .await?;
         let more = items.len() > size;
         items.truncate(size);
-        let next_token = more.then(|| items.last().map(|r| encode_token(r.id()))).flatten();
+        let next_token = match items.last() {
+            Some(r) if more => Some(encode_token(&scope, &[], r.id())),
+            _ => None,
+        };
         return Ok(QueryPage {
             items,
             next_token,
@@ -423,33 +462,285 @@ pub async fn run<T: Queryable + Send>(
         });
     }
 
-    // Ordered: every matching record, sorted by the keys, then by id.
+    // Ordered: every matching record is visited (and counted against the
+    // bound); those after the token's position are kept and sorted.
+    let after = match position {
+        None => None,
+        Some((keys, id)) if keys.len() == order.len() => Some((keys, id)),
+        Some(_) => return Err(foreign_position()),
+    };
+    let limit = limits.max_orderby_matches;
+    let mut matched: usize = 0;
     let mut keyed: Vec<(Vec<SortKey>, T)> = Vec::new();
     scan(source, None, SCAN_CHUNK, |r| {
-        if matches(&r) {
-            keyed.push((sort_keys(&r, order), r));
+        if !matches(&r) {
+            return true;
+        }
+        matched += 1;
+        if matched > limit {
+            return false;
+        }
+        let keys = sort_keys(&r, order);
+        let later = after
+            .as_ref()
+            .is_none_or(|(k, id)| compare_position((&keys, r.id()), (k, id), order) == Ordering::Greater);
+        if later {
+            keyed.push((keys, r));
         }
         true
     })
     .await?;
+    if matched > limit {
+        return Err(Error::invalid(
+            "$orderby",
+            format!(
+                "more than {limit} records match, the most $orderby sorts (the server's \
+                 --max-orderby-matches); narrow the $filter, or leave out $orderby to page \
+                 through any number of records in id order"
+            ),
+        ));
+    }
     keyed.sort_by(|a, b| compare_position((&a.0, a.1.id()), (&b.0, b.1.id()), order));
-    let start = match &cursor {
-        Cursor::Start => 0,
-        Cursor::AfterPosition(keys, id) if keys.len() == order.len() => {
-            keyed.partition_point(|(k, r)| compare_position((k, r.id()), (keys, id), order) != Ordering::Greater)
-        }
-        _ => return Err(Error::invalid("pageToken", "belongs to a query with another $orderby")),
-    };
-    let mut page: Vec<(Vec<SortKey>, T)> = keyed.into_iter().skip(start + skip).take(size + 1).collect();
+    let mut page: Vec<(Vec<SortKey>, T)> = keyed.into_iter().skip(skip).take(size.saturating_add(1)).collect();
     let more = page.len() > size;
     page.truncate(size);
     let next_token = match page.last() {
-        Some((keys, r)) if more => Some(encode_position(keys.clone(), r.id())),
+        Some((keys, r)) if more => Some(encode_token(&scope, keys, r.id())),
         _ => None,
     };
     Ok(QueryPage {
         items: page.into_iter().map(|(_, r)| r).collect(),
         next_token,
-        count,
+        count: want_count.then_some(matched as u64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A record with an id and one integer property `n`.
+    struct Rec {
+        id: String,
+        n: i64,
+    }
+
+    impl Queryable for Rec {
+        fn id(&self) -> &str {
+            &self.id
+        }
+
+        fn property(&self, name: &str) -> Option<PropertyValue<'_>> {
+            match name {
+                "id" => Some(PropertyValue::Str(&self.id)),
+                "n" => Some(PropertyValue::Int(self.n)),
+                _ => None,
+            }
+        }
+    }
+
+    const SCHEMA: [(&str, PropertyType); 2] = [
+        ("id", PropertyType::String { nullable: false }),
+        ("n", PropertyType::Int32),
+    ];
+
+    /// `len` records `r0000000…` with `n` = their index; counts fetches and
+    /// notes whether `flag` was already set at the last one.
+    struct Synthetic {
+        len: usize,
+        fetches: AtomicUsize,
+        flag: Arc<AtomicBool>,
+        flag_seen_at_fetch: AtomicUsize,
+    }
+
+    impl Synthetic {
+        fn new(len: usize) -> Self {
+            Synthetic {
+                len,
+                fetches: AtomicUsize::new(0),
+                flag: Arc::new(AtomicBool::new(false)),
+                flag_seen_at_fetch: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Source<Rec> for Synthetic {
+        async fn fetch(&self, after: Option<String>, limit: usize) -> Result<Vec<Rec>> {
+            let n = self.fetches.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+            if self.flag.load(AtomicOrdering::SeqCst) && self.flag_seen_at_fetch.load(AtomicOrdering::SeqCst) == 0 {
+                self.flag_seen_at_fetch.store(n, AtomicOrdering::SeqCst);
+            }
+            let start = after.map_or(0, |a| a[1..].parse::<usize>().unwrap_or(0) + 1);
+            Ok((start..self.len.min(start + limit))
+                .map(|i| Rec {
+                    id: format!("r{i:09}"),
+                    n: i as i64,
+                })
+                .collect())
+        }
+
+        fn scope(&self) -> String {
+            "synthetic".into()
+        }
+    }
+
+    fn nothing_matches() -> Option<Filter> {
+        Some(Filter::Compare("n".into(), CmpOp::Eq, Literal::Number("-1".into())))
+    }
+
+    fn order_by_n() -> Vec<OrderKey> {
+        vec![OrderKey {
+            field: "n".into(),
+            descending: true,
+        }]
+    }
+
+    async fn run_on(source: &Synthetic, query: &Query, limits: &QueryLimits) -> Result<QueryPage<Rec>> {
+        run(&SCHEMA, query, 10, limits, source).await
+    }
+
+    /// The store's reads never wait, so only the scan's own yield lets the
+    /// single runtime thread go elsewhere: another task runs while the scan is
+    /// still fetching, and a deadline cuts the scan off.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_scan_yields_to_other_tasks_and_to_its_deadline() {
+        let source = Synthetic::new(50 * SCAN_CHUNK);
+        let flag = source.flag.clone();
+        tokio::spawn(async move { flag.store(true, AtomicOrdering::SeqCst) });
+        let query = Query {
+            filter: nothing_matches(),
+            ..Query::default()
+        };
+        let page = run_on(&source, &query, &QueryLimits::default()).await.unwrap();
+        assert!(page.items.is_empty());
+        let fetches = source.fetches.load(AtomicOrdering::SeqCst);
+        let seen = source.flag_seen_at_fetch.load(AtomicOrdering::SeqCst);
+        assert!(
+            seen > 0 && seen < fetches,
+            "the other task ran at fetch {seen} of {fetches}"
+        );
+
+        let endless = Synthetic::new(2000 * SCAN_CHUNK);
+        let cut = tokio::time::timeout(
+            Duration::from_millis(20),
+            run_on(&endless, &query, &QueryLimits::default()),
+        )
+        .await;
+        assert!(cut.is_err(), "the deadline passed, so the scan must have been cut off");
+        assert!(endless.fetches.load(AtomicOrdering::SeqCst) < 2000);
+    }
+
+    #[tokio::test]
+    async fn orderby_is_refused_past_its_bound_and_stops_scanning_there() {
+        let limits = QueryLimits {
+            max_orderby_matches: 10,
+        };
+        let source = Synthetic::new(5 * SCAN_CHUNK);
+        let query = Query {
+            order_by: order_by_n(),
+            ..Query::default()
+        };
+        let e = run_on(&source, &query, &limits).await.err().unwrap();
+        match e {
+            Error::InvalidArgument { field, message } => {
+                assert_eq!(field, "$orderby");
+                assert!(
+                    message.contains("more than 10") && message.contains("$filter") && message.contains("id order"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            source.fetches.load(AtomicOrdering::SeqCst),
+            1,
+            "stopped in the first chunk"
+        );
+        // Exactly at the bound is fine, and a filter can bring a query under it.
+        let small = Synthetic::new(10);
+        assert_eq!(run_on(&small, &query, &limits).await.unwrap().items[0].n, 9);
+        let narrowed = Query {
+            filter: Some(Filter::Compare("n".into(), CmpOp::Lt, Literal::Number("10".into()))),
+            ..query.clone()
+        };
+        assert_eq!(run_on(&source, &narrowed, &limits).await.unwrap().items.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn count_is_computed_for_the_first_page_only() {
+        for order_by in [vec![], order_by_n()] {
+            let source = Synthetic::new(25);
+            let mut query = Query {
+                order_by,
+                count: true,
+                ..Query::default()
+            };
+            let first = run_on(&source, &query, &QueryLimits::default()).await.unwrap();
+            assert_eq!(first.count, Some(25));
+            query.page.token = first.next_token;
+            let before = source.fetches.load(AtomicOrdering::SeqCst);
+            let second = run_on(&source, &query, &QueryLimits::default()).await.unwrap();
+            assert_eq!(second.items.len(), 10);
+            assert_eq!(second.count, None);
+            // One scan for the page: no second, counting pass.
+            assert_eq!(source.fetches.load(AtomicOrdering::SeqCst) - before, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_huge_skip_saturates_instead_of_overflowing() {
+        for order_by in [vec![], order_by_n()] {
+            let source = Synthetic::new(30);
+            let query = Query {
+                order_by,
+                skip: usize::MAX,
+                ..Query::default()
+            };
+            let page = run_on(&source, &query, &QueryLimits::default()).await.unwrap();
+            assert!(page.items.is_empty() && page.next_token.is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_continues_only_its_own_query() {
+        let source = Synthetic::new(25);
+        let filtered = Query {
+            filter: Some(Filter::Compare("n".into(), CmpOp::Ge, Literal::Number("3".into()))),
+            ..Query::default()
+        };
+        let first = run_on(&source, &filtered, &QueryLimits::default()).await.unwrap();
+        let token = first.next_token.unwrap();
+        let mut same = filtered.clone();
+        same.page.token = Some(token.clone());
+        let second = run_on(&source, &same, &QueryLimits::default()).await.unwrap();
+        assert_eq!(second.items[0].n, 13);
+        for other in [
+            Query::default(),
+            Query {
+                order_by: order_by_n(),
+                ..filtered.clone()
+            },
+            Query {
+                filter: nothing_matches(),
+                ..Query::default()
+            },
+        ] {
+            let q = Query {
+                page: PageRequest {
+                    size: None,
+                    token: Some(token.clone()),
+                },
+                ..other
+            };
+            let e = run_on(&source, &q, &QueryLimits::default()).await.err().unwrap();
+            assert!(
+                matches!(&e, Error::InvalidArgument { field, .. } if field == "pageToken"),
+                "{e:?}"
+            );
+        }
+    }
 }
