@@ -601,7 +601,13 @@ async fn a_graceful_stop_in_relaxed_mode_survives_a_power_loss() {
         .unwrap()
         .port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--durability", "relaxed", "--data-dir"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--durability",
+            "relaxed",
+            "--data-dir",
+        ])
         .arg(&data)
         .env("RUST_LOG", "warn")
         .spawn()

@@ -41,8 +41,9 @@ pub struct CascadeTrees {
 
 impl CascadeTrees {
     /// Removes every status of `parent_id` under `kind`, then its marker;
-    /// `Ok(false)` if `stop` was raised or `max_batches` batches were removed
-    /// first (the marker stays, and the cascade can be run again).
+    /// `Ok(false)` if `stop` was raised, or `max_batches` full batches were
+    /// removed, before the end (the marker stays, and the cascade can be run
+    /// again).
     pub fn run(&self, kind: ParentKind, parent_id: &str, stop: &AtomicBool, max_batches: usize) -> Result<bool> {
         let prefix = keys::status_prefix(parent_id);
         let mut batches = 0;
@@ -52,17 +53,18 @@ impl CascadeTrees {
                 if stop.load(Ordering::Relaxed) || batches == max_batches {
                     return Ok(false);
                 }
-                batches += 1;
                 let mut batch = sled::Batch::default();
                 let mut n = 0;
                 for key in tree.scan_prefix(&prefix).keys().take(BATCH) {
                     batch.remove(key?);
                     n += 1;
                 }
-                if n == 0 {
+                tree.apply_batch(batch)?;
+                if n < BATCH {
+                    // Nothing is left under this parent in this tree.
                     break;
                 }
-                tree.apply_batch(batch)?;
+                batches += 1;
             }
         }
         self.cascades.remove(keys::cascade_key(kind.tag(), parent_id))?;

@@ -11,6 +11,13 @@ use serde::{de::DeserializeOwned, Serialize};
 /// The version byte written in front of every record.
 pub const RECORD_VERSION: u8 = 1;
 
+/// Most bytes a decode may claim for the strings and lists it allocates. A
+/// corrupt length prefix must be an error, not an attempt to allocate
+/// exabytes; 16 MiB is far above any record statusd has ever accepted
+/// (bounded by the request size limit before, by
+/// [`crate::model::limits::MAX_RECORD_BYTES`] now).
+const DECODE_LIMIT: usize = 16 << 20;
+
 /// Encodes a record.
 pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
@@ -25,8 +32,9 @@ pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, body)) => {
-            let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-                .map_err(|e| Error::Internal(format!("cannot decode record: {e}")))?;
+            let (value, used) =
+                bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<DECODE_LIMIT>())
+                    .map_err(|e| Error::Internal(format!("cannot decode record: {e}")))?;
             if used != body.len() {
                 return Err(Error::Internal("record has trailing bytes".into()));
             }
