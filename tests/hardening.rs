@@ -295,8 +295,11 @@ async fn a_reference_to_a_deleted_configuration_reads_as_404_and_does_not_block_
             .status,
         204
     );
-    // The navigation is a 404, as in Graph.
+    // The navigation is a 404, as in Graph, and so is the reference itself.
     http("GET", &nav, None).await.graph_error(404, "ResourceNotFound");
+    http("GET", &format!("{nav}/$ref"), None)
+        .await
+        .graph_error(404, "ResourceNotFound");
     // An update that leaves the reference alone succeeds.
     let patch = json!({"displayName": "renamed"}).to_string();
     let r = http("PATCH", &url(&s, &format!("{BETA_CONFIGS}/leaf")), Some(&patch)).await;

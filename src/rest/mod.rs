@@ -399,6 +399,9 @@ impl Rest {
                         cert.name()
                     )))
                 })?;
+                // A reference whose target was deleted reads as 404, as its
+                // navigation does.
+                self.service.get_parent(kind, &target).await?;
                 let mut m = Map::new();
                 m.insert(
                     "@odata.context".into(),
