@@ -4,26 +4,12 @@
 mod common;
 
 use common::{UserMsg, PARENTS};
-use statusd::{Config, Server};
+
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tonic::transport::Channel;
 
-async fn start(config: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::for_data_dir(dir.path());
-    config(&mut c);
-    (Server::start(c).await.unwrap(), dir)
-}
-
-async fn channel(s: &Server) -> Channel {
-    Channel::from_shared(format!("http://{}", s.local_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
+use common::{channel_to as channel, start_with as start};
 
 #[tokio::test]
 async fn an_oversized_grpc_message_is_resource_exhausted() {

@@ -471,11 +471,7 @@ async fn power_loss_loses_no_acknowledged_write() {
         Ok(d) => d,
         Err(reason) => return eprintln!("skipped: {reason}"),
     };
-    // The data directory exists beforehand and is durable, as one an operator
-    // provisions; everything inside it is statusd's (and sled's) to make durable.
-    let data = disk.path().join("data");
-    fs::create_dir(&data).unwrap();
-    fsync_dir(disk.path());
+    let data = provision(&disk);
     let started = Instant::now();
     let mut listing = String::from("(none yet)");
     let mut writers: Vec<Writer> = (0..6)
@@ -583,6 +579,16 @@ fn fail(error: &str, listing: &str, writers: &[Writer], disk: &PowerLossDir, sta
     );
 }
 
+/// The data directory, created and made durable beforehand, as one an
+/// operator provisions; everything inside it is statusd's (and sled's) to
+/// make durable.
+fn provision(disk: &PowerLossDir) -> std::path::PathBuf {
+    let data = disk.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fsync_dir(disk.path());
+    data
+}
+
 /// `--durability relaxed` acknowledges before the fsync, but a graceful stop
 /// (SIGTERM) must still make everything durable: the shutdown flush is a real
 /// fsync of the log and of the data directory, whatever the mode.
@@ -592,30 +598,8 @@ async fn a_graceful_stop_in_relaxed_mode_survives_a_power_loss() {
         Ok(d) => d,
         Err(reason) => return eprintln!("skipped: {reason}"),
     };
-    let data = disk.path().join("data");
-    fs::create_dir(&data).unwrap();
-    fsync_dir(disk.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--durability",
-            "relaxed",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn statusd");
-    let mut server = Statusd(ChildServer {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    });
+    let data = provision(&disk);
+    let mut server = Statusd(ChildServer::spawn_with(&data, &["--durability", "relaxed"]));
     let ch = server.connect().await.expect("statusd serves");
     let api = PARENTS[0];
     let mut acks = Vec::new();

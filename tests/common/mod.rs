@@ -56,6 +56,24 @@ impl TestServer {
     }
 }
 
+/// Starts a server on a fresh temp directory with `config` applied to the
+/// test defaults.
+pub async fn start_with(config: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::for_data_dir(dir.path());
+    config(&mut c);
+    (Server::start(c).await.unwrap(), dir)
+}
+
+/// A gRPC channel to `server`.
+pub async fn channel_to(server: &Server) -> Channel {
+    Channel::from_shared(format!("http://{}", server.local_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// Calls `path` (e.g. `/statusd.v1.DeviceConfigurations/CreateUserStatus`).
 pub async fn call<Req, Resp>(ch: &Channel, path: &str, req: Req) -> Result<Resp, tonic::Status>
 where
@@ -345,6 +363,11 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts the binary on `dir`.
     pub fn spawn(dir: &std::path::Path) -> ChildServer {
+        Self::spawn_with(dir, &[])
+    }
+
+    /// Starts the binary on `dir` with extra flags.
+    pub fn spawn_with(dir: &std::path::Path, flags: &[&str]) -> ChildServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -353,6 +376,7 @@ impl ChildServer {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir)
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
