@@ -30,8 +30,10 @@ use crate::error::{Error, Result};
 use crate::model::{ComplianceStatus, DateTime, PropertyType, PropertyValue, Queryable, SortKey};
 use std::cmp::Ordering;
 
-/// Records read from the store per step of a scan.
-const SCAN_CHUNK: usize = 1000;
+/// Records read from the store per step of a scan: a scan yields its thread
+/// after each, so this bounds how long a heavy request holds a runtime thread
+/// that light requests are waiting for (~0.3 ms for 256 records here).
+const SCAN_CHUNK: usize = 256;
 
 /// The default of [`QueryLimits::max_orderby_matches`]: sorting this many
 /// status records takes some tens of MiB and well under a second.

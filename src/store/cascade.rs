@@ -26,6 +26,10 @@ use std::thread::JoinHandle;
 /// enough that a stop request is noticed quickly.
 const BATCH: usize = 1000;
 
+/// The background thread rests this many times as long as each batch took:
+/// a large cascade uses at most a third of a core, and requests keep the rest.
+const REST_PER_BUSY: u32 = 2;
+
 /// Batches a delete removes itself before it hands the rest to the thread:
 /// a few milliseconds of work at most.
 pub const INLINE_BATCHES: usize = 2;
@@ -45,6 +49,20 @@ impl CascadeTrees {
     /// removed, before the end (the marker stays, and the cascade can be run
     /// again).
     pub fn run(&self, kind: ParentKind, parent_id: &str, stop: &AtomicBool, max_batches: usize) -> Result<bool> {
+        self.run_paced(kind, parent_id, stop, max_batches, 0)
+    }
+
+    /// As [`CascadeTrees::run`], resting after each batch `rest_per_busy`
+    /// times as long as the batch took: background work leaves the cores
+    /// to requests.
+    fn run_paced(
+        &self,
+        kind: ParentKind,
+        parent_id: &str,
+        stop: &AtomicBool,
+        max_batches: usize,
+        rest_per_busy: u32,
+    ) -> Result<bool> {
         let prefix = keys::status_prefix(parent_id);
         let mut batches = 0;
         for sk in kind.status_kinds() {
@@ -53,6 +71,7 @@ impl CascadeTrees {
                 if stop.load(Ordering::Relaxed) || batches == max_batches {
                     return Ok(false);
                 }
+                let started = std::time::Instant::now();
                 let mut batch = sled::Batch::default();
                 let mut n = 0;
                 for key in tree.scan_prefix(&prefix).keys().take(BATCH) {
@@ -65,6 +84,7 @@ impl CascadeTrees {
                     break;
                 }
                 batches += 1;
+                std::thread::sleep(started.elapsed() * rest_per_busy);
             }
         }
         self.cascades.remove(keys::cascade_key(kind.tag(), parent_id))?;
@@ -116,7 +136,7 @@ impl Cascader {
                 .name("statusd-cascade".into())
                 .spawn(move || {
                     for (kind, id) in rx {
-                        match trees.run(kind, &id, &stop, usize::MAX) {
+                        match trees.run_paced(kind, &id, &stop, usize::MAX, REST_PER_BUSY) {
                             Ok(true) => tracing::debug!(%kind, parent_id = %id, "cascade delete finished"),
                             Ok(false) => {}
                             Err(e) => tracing::error!(
