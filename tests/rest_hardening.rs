@@ -274,27 +274,34 @@ async fn long_scans_end_at_the_deadline_and_do_not_stall_other_requests() {
     assert_eq!(done_by_then, 0, "the small request waited for whole scans");
     assert!(scans.iter().all(|(_, r)| r.status == 200));
 
-    // 2. The deadline.
-    let k = (Duration::from_millis(2500).as_secs_f64() / one_scan.as_secs_f64()).ceil() as usize;
-    let k = k.clamp(3, 300);
-    let finished = AtomicUsize::new(0);
-    let results = concurrent_gets(&heavy_client, &heavy, k, &finished).await;
+    // 2. The deadline. The calibration can be off when other tests share the
+    // machine, so the load doubles until scans are cut off (bounded).
+    let mut k = (Duration::from_millis(2500).as_secs_f64() / one_scan.as_secs_f64()).ceil() as usize;
+    k = k.clamp(3, 300);
     let mut timed_out = 0;
-    for (i, r) in &results {
-        match r.status {
-            200 => {}
-            504 => {
-                timed_out += 1;
-                r.graph_error(504, "GatewayTimeout");
-                let inner = &r.json()["error"]["innerError"];
-                assert_eq!(inner["client-request-id"], format!("scan-{i}"));
-                assert_eq!(r.headers["client-request-id"], format!("scan-{i}").as_str());
-                assert!(r.headers.contains_key("request-id"));
+    for _attempt in 0..4 {
+        let finished = AtomicUsize::new(0);
+        let results = concurrent_gets(&heavy_client, &heavy, k, &finished).await;
+        for (i, r) in &results {
+            match r.status {
+                200 => {}
+                504 => {
+                    timed_out += 1;
+                    r.graph_error(504, "GatewayTimeout");
+                    let inner = &r.json()["error"]["innerError"];
+                    assert_eq!(inner["client-request-id"], format!("scan-{i}"));
+                    assert_eq!(r.headers["client-request-id"], format!("scan-{i}").as_str());
+                    assert!(r.headers.contains_key("request-id"));
+                }
+                other => panic!("{other}: {}", r.text),
             }
-            other => panic!("{other}: {}", r.text),
         }
+        eprintln!("{timed_out} of {k} concurrent scans were cut off at the deadline");
+        if timed_out > 0 {
+            break;
+        }
+        k = (k * 2).min(600);
     }
-    eprintln!("{timed_out} of {k} concurrent scans were cut off at the deadline");
     assert!(timed_out > 0, "no scan hit the 1 s deadline");
     // And the server is well afterwards.
     assert_eq!(small_client.get(&small_url).send().await.unwrap().status(), 200);
