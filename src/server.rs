@@ -416,7 +416,7 @@ async fn serve_http<IO>(
 /// Builds the router serving gRPC (services, reflection, health) and REST.
 fn router(service: Service, config: &Config, addr: SocketAddr) -> Result<axum::Router> {
     let limit = config.max_message_kb.saturating_mul(1024);
-    let links = crate::rest::Links::new(config.public_url.clone(), addr);
+    let links = crate::rest::Links::new(config.public_url.clone(), addr).over_tls(config.tls_enabled());
     let rest = crate::rest::router(service.clone(), limit, links);
     let api = GrpcApi::new(service);
     let reflection_v1 = reflection()

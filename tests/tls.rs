@@ -223,6 +223,11 @@ async fn rest_is_served_over_https_with_http1_and_h2() {
         assert_eq!(r.version(), version);
         let json: serde_json::Value = r.json().await.unwrap();
         assert_eq!(json["displayName"], "x");
+        let context = json["@odata.context"].as_str().unwrap();
+        assert!(
+            context.starts_with("https://127.0.0.1:"),
+            "links name the TLS scheme: {context}"
+        );
     }
 }
 
