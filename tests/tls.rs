@@ -6,6 +6,8 @@
 //! expires between runs.
 
 mod common;
+#[path = "common/tools.rs"]
+mod tools;
 
 use common::{start_with, PARENTS};
 use rcgen::{
@@ -630,4 +632,77 @@ async fn reload_tls_swaps_the_certificate_for_new_connections_in_process() {
     assert_eq!(peer_leaf(&pki.raw_tls(s.local_addr()).await.unwrap()), b.der);
     let mut old = h2_over(before).await;
     assert_eq!(get_status(&mut old, s.local_addr()).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_and_curl_work_as_the_readme_shows() {
+    if tools::skip_interop() {
+        return;
+    }
+    let grpcurl = tools::grpcurl();
+    let pki = Pki::new();
+    let (s, _dir) = pki.start(true, |_| {}).await;
+    let client = pki.client_ca.client_leaf("grpcurl");
+    pki.write("client.pem", &client.cert_pem);
+    pki.write("client-key.pem", &client.key_pem);
+    let addr = format!("127.0.0.1:{}", s.local_addr().port());
+    let run = |program: &std::path::Path, args: Vec<std::ffi::OsString>| {
+        let out = std::process::Command::new(program).args(args).output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let with_cert = vec![
+        os("-cacert"),
+        pki.path("ca.pem").into(),
+        os("-cert"),
+        pki.path("client.pem").into(),
+        os("-key"),
+        pki.path("client-key.pem").into(),
+        os(&addr),
+        os("list"),
+    ];
+    let (ok, listed) = tokio::task::spawn_blocking({
+        let grpcurl = grpcurl.clone();
+        move || run(&grpcurl, with_cert)
+    })
+    .await
+    .unwrap();
+    assert!(ok && listed.contains("statusd.v1.DeviceCompliancePolicies"), "{listed}");
+    let without_cert = vec![os("-cacert"), pki.path("ca.pem").into(), os(&addr), os("list")];
+    let (ok, refused) = tokio::task::spawn_blocking(move || run(&grpcurl, without_cert))
+        .await
+        .unwrap();
+    assert!(!ok, "grpcurl without a client certificate was served: {refused}");
+    // curl is optional on a developer's machine; where it exists, it works too.
+    let Ok(curl) = which("curl") else { return };
+    let args = vec![
+        os("-sS"),
+        os("--cacert"),
+        pki.path("ca.pem").into(),
+        os("--cert"),
+        pki.path("client.pem").into(),
+        os("--key"),
+        pki.path("client-key.pem").into(),
+        os(&format!("https://{addr}{POLICIES}")),
+    ];
+    let (ok, body) = tokio::task::spawn_blocking(move || run(&curl, args)).await.unwrap();
+    assert!(ok && body.contains("\"value\":[]"), "{body}");
+}
+
+/// A program on `PATH`.
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
 }
