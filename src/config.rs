@@ -80,6 +80,21 @@ pub struct Config {
     /// not turn the server's links into links to another site.
     #[arg(long, env = "STATUSD_PUBLIC_URL", value_parser = public_url)]
     pub public_url: Option<String>,
+
+    /// PEM certificate chain (leaf first) to serve TLS with; needs `--tls-key`.
+    /// With it the listener speaks only TLS (gRPC over h2 via ALPN, REST over
+    /// HTTP/1.1 or h2); plaintext clients are refused. Re-read on SIGHUP.
+    #[arg(long, env = "STATUSD_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`. Re-read on SIGHUP.
+    #[arg(long, env = "STATUSD_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): clients must present a certificate issued by one
+    /// of them (mutual TLS between services). Re-read on SIGHUP.
+    #[arg(long, env = "STATUSD_TLS_CLIENT_CA", value_name = "PATH")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Checks `--public-url`: an absolute http(s) URL with a host and no query,
@@ -126,7 +141,16 @@ impl Config {
             faults: FaultInjection::default(),
             max_orderby_matches: crate::service::DEFAULT_MAX_ORDERBY_MATCHES,
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
+    }
+
+    /// Whether the listener serves TLS (both `--tls-cert` and `--tls-key` set;
+    /// a half-configured pair refuses to start, see [`crate::tls::TlsFiles`]).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
     }
 }
 
@@ -175,5 +199,27 @@ mod tests {
         let d = Config::try_parse_from(["statusd"]).unwrap();
         assert_eq!(d.max_orderby_matches, crate::service::DEFAULT_MAX_ORDERBY_MATCHES);
         assert_eq!(d.public_url, None);
+        assert!(!d.tls_enabled());
+    }
+
+    #[test]
+    fn tls_flags_reach_the_config() {
+        let c = Config::try_parse_from([
+            "statusd",
+            "--tls-cert",
+            "/etc/statusd/cert.pem",
+            "--tls-key",
+            "/etc/statusd/key.pem",
+            "--tls-client-ca",
+            "/etc/statusd/clients.pem",
+        ])
+        .unwrap();
+        assert!(c.tls_enabled());
+        assert_eq!(c.tls_cert, Some(PathBuf::from("/etc/statusd/cert.pem")));
+        assert_eq!(c.tls_key, Some(PathBuf::from("/etc/statusd/key.pem")));
+        assert_eq!(c.tls_client_ca, Some(PathBuf::from("/etc/statusd/clients.pem")));
+        let half = Config::try_parse_from(["statusd", "--tls-cert", "c.pem"]).unwrap();
+        assert!(!half.tls_enabled());
+        assert!(!Config::for_data_dir("d").tls_enabled());
     }
 }

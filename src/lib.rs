@@ -1,7 +1,7 @@
 //! statusd: a durable, Graph-faithful store for Microsoft Intune status
 //! reports, served over gRPC and Microsoft Graph REST from one process.
 //!
-//! Layers, outermost first: `server` (process, listener, shutdown) →
+//! Layers, outermost first: `server` (process, listener, shutdown; `tls` terminates TLS there) →
 //! `grpc` (edge: proto ↔ model) → `service` (the operations, once for all
 //! nine collections) → `model` (entities and every validation rule) →
 //! `store` (sled trees, keys, codec, group commit).
@@ -14,6 +14,7 @@ pub mod rest;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Server;

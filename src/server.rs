@@ -10,6 +10,13 @@
 //! connection must start a request within the header timeout, and is closed
 //! after `--idle-timeout-secs` with none in flight). Shutdown stops accepting,
 //! lets in-flight requests finish, then flushes the store.
+//!
+//! With `--tls-cert`/`--tls-key` the same loop terminates TLS (see
+//! [`crate::tls`]) before hyper sees the connection: the handshake must end
+//! within the first-request bound, so a client that never finishes one does
+//! not hold a slot; a plaintext client fails the handshake and is closed.
+//! The plaintext path is unchanged: the connection task is the same,
+//! monomorphised over the raw TCP stream.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -17,6 +24,7 @@ use crate::grpc::GrpcApi;
 use crate::pb;
 use crate::service::{QueryLimits, Service};
 use crate::store::{SledConfig, SledStore, Store};
+use crate::tls::{Tls, TlsFiles};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
@@ -42,11 +50,21 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     store: Arc<SledStore>,
+    /// The listener's TLS configuration, when it serves TLS.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
     /// Opens the store and starts serving on `config.listen`.
+    ///
+    /// With TLS configured, every TLS file is read and checked first (a bad
+    /// or missing one fails with a message naming it and its flag, before the
+    /// store is opened), and a task reloads them on SIGHUP.
     pub async fn start(config: Config) -> Result<Server> {
+        let tls = TlsFiles::from_config(&config)
+            .and_then(|files| files.map(Tls::load).transpose())
+            .map_err(|e| Error::Unavailable(format!("cannot start TLS: {e}")))?
+            .map(Arc::new);
         let store = Arc::new(SledStore::open(&SledConfig {
             path: config.data_dir.clone(),
             cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
@@ -66,14 +84,30 @@ impl Server {
         // Built after binding: REST links fall back to the address actually bound.
         let app = router(service, &config, addr)?;
         let (shutdown, signal) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, app, config.clone(), signal));
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
+        if let Some(tls) = &tls {
+            tokio::spawn(crate::tls::reload_on_sighup(tls.clone(), signal.clone()));
+        }
+        let task = tokio::spawn(accept_loop(listener, app, tls.clone(), config.clone(), signal));
+        tracing::info!(%addr, tls = tls.is_some(), data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
         Ok(Server {
             addr,
             shutdown,
             task,
             store,
+            tls,
         })
+    }
+
+    /// Re-reads the TLS certificate, key and client CA (what SIGHUP does):
+    /// new connections use them, established ones keep theirs. On error the
+    /// previous files stay in force. Without TLS there is nothing to reload.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.tls {
+            Some(tls) => tls
+                .reload()
+                .map_err(|e| Error::Unavailable(format!("TLS reload failed: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -103,7 +137,13 @@ impl Server {
 /// HTTP/2, detected per connection) under the configured limits. Shutdown
 /// stops accepting, asks every connection to finish its in-flight requests
 /// and close, and waits (at most [`DRAIN_TIMEOUT`]) until all have.
-async fn accept_loop(listener: TcpListener, app: axum::Router, config: Config, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<Tls>>,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) {
     let max_connections = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -142,14 +182,25 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, config: Config, m
         };
         // Small responses must not wait for delayed ACKs (Nagle).
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            app.clone(),
-            builder.clone(),
-            limits,
-            stop.clone(),
-            permit,
-        ));
+        match &tls {
+            None => tokio::spawn(serve_connection(
+                stream,
+                app.clone(),
+                builder.clone(),
+                limits,
+                stop.clone(),
+                permit,
+            )),
+            Some(tls) => tokio::spawn(serve_tls_connection(
+                stream,
+                tls.acceptor(),
+                app.clone(),
+                builder.clone(),
+                limits,
+                stop.clone(),
+                permit,
+            )),
+        };
     }
     drop(listener);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
@@ -257,16 +308,15 @@ impl http_body::Body for TrackedBody {
     }
 }
 
-/// Serves one connection: waits (bounded) for its first byte, then lets
-/// hyper serve it, closing it gracefully when it has been idle too long or
-/// the server shuts down. The connection slot (`_permit`) is returned when
-/// this ends.
+/// Serves one plaintext connection: waits (bounded) for its first byte, then
+/// lets hyper serve it (see [`serve_http`]). The connection slot (`_permit`)
+/// is returned when this ends.
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     app: axum::Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: IdleLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     // Protocol detection waits for bytes with no timer of its own: a client
@@ -276,6 +326,50 @@ async fn serve_connection(
         Ok(Ok(n)) if n > 0 => {}
         _ => return,
     }
+    serve_http(stream, app, builder, limits, stop).await;
+}
+
+/// Serves one TLS connection: the handshake must finish within the
+/// first-request bound (a silent or stalled client must not keep its slot,
+/// and a plaintext client fails it at once), then hyper serves the decrypted
+/// stream (see [`serve_http`]). The connection slot (`_permit`) is returned
+/// when this ends.
+async fn serve_tls_connection(
+    stream: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: IdleLimits,
+    stop: watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let stream = match tokio::time::timeout(limits.first_request, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake did not finish within the first-request bound");
+            return;
+        }
+    };
+    serve_http(stream, app, builder, limits, stop).await;
+}
+
+/// Lets hyper serve a connection's requests (HTTP/1.1 or HTTP/2, detected
+/// from its first bytes), closing it gracefully when it has been idle too
+/// long or the server shuts down. Generic so that plaintext and TLS share it
+/// without boxing the stream.
+async fn serve_http<IO>(
+    io: IO,
+    app: axum::Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: IdleLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Activity::new();
     let tracker = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -291,7 +385,7 @@ async fn serve_connection(
             }))
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let tick = (limits.idle.min(limits.first_request) / 4).max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval(tick);
@@ -322,7 +416,7 @@ async fn serve_connection(
 /// Builds the router serving gRPC (services, reflection, health) and REST.
 fn router(service: Service, config: &Config, addr: SocketAddr) -> Result<axum::Router> {
     let limit = config.max_message_kb.saturating_mul(1024);
-    let links = crate::rest::Links::new(config.public_url.clone(), addr);
+    let links = crate::rest::Links::new(config.public_url.clone(), addr).over_tls(config.tls_enabled());
     let rest = crate::rest::router(service.clone(), limit, links);
     let api = GrpcApi::new(service);
     let reflection_v1 = reflection()

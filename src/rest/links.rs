@@ -22,8 +22,10 @@ use std::net::SocketAddr;
 pub struct Links {
     /// `--public-url`, already checked and without a trailing slash.
     public_url: Option<String>,
-    /// `http://{listening address}`.
-    fallback: String,
+    /// `http` or, when the listener serves TLS, `https`.
+    scheme: &'static str,
+    /// The listening address, for requests without a plain `Host`.
+    listen: SocketAddr,
 }
 
 impl Links {
@@ -32,8 +34,16 @@ impl Links {
     pub fn new(public_url: Option<String>, listen: SocketAddr) -> Self {
         Links {
             public_url,
-            fallback: format!("http://{listen}"),
+            scheme: "http",
+            listen,
         }
+    }
+
+    /// Links without `--public-url` use `https` when the listener serves TLS:
+    /// a link a client follows must reach the same listener it came from.
+    pub fn over_tls(mut self, tls: bool) -> Self {
+        self.scheme = if tls { "https" } else { "http" };
+        self
     }
 
     /// The base URL (scheme and authority, no trailing slash) for a request.
@@ -46,8 +56,8 @@ impl Links {
             .and_then(|h| h.to_str().ok())
             .or_else(|| uri.authority().map(|a| a.as_str()));
         match host {
-            Some(h) if is_plain_authority(h) => format!("http://{h}"),
-            _ => self.fallback.clone(),
+            Some(h) if is_plain_authority(h) => format!("{}://{h}", self.scheme),
+            _ => format!("{}://{}", self.scheme, self.listen),
         }
     }
 }
@@ -160,5 +170,8 @@ mod tests {
         assert_eq!(plain.base(&HeaderMap::new(), &uri), "http://127.0.0.1:9999");
         let h2: Uri = "http://h2.test:8080/v1.0/x".parse().unwrap();
         assert_eq!(plain.base(&HeaderMap::new(), &h2), "http://h2.test:8080");
+        let tls = Links::new(None, listen).over_tls(true);
+        assert_eq!(tls.base(&with_host("localhost:1"), &uri), "https://localhost:1");
+        assert_eq!(tls.base(&with_host("a@attacker.test"), &uri), "https://127.0.0.1:9999");
     }
 }
