@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(obj) = json::object(data) else { return };
     for version in [ApiVersion::V1, ApiVersion::Beta] {
         for kind in StatusKind::ALL {
-            if let Ok((status, _)) = json::status_from_json(kind, version, &obj) {
+            if let Ok((mut status, _)) = json::status_from_json(kind, version, &obj) {
+                // A stored status always has an id (the server generates one
+                // for a body without it), and `"id": ""` is refused on input.
+                if status.id.is_empty() {
+                    status.id = "generated".into();
+                }
                 let out = json::status_to_json(kind, version, &status, None);
                 let (back, _) = json::status_from_json(kind, version, &out).expect("our own output parses");
                 assert_eq!(back, status);
