@@ -23,8 +23,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: Config) -> std::process::ExitCode {
+    // Colour only on a terminal: logs collected from a pipe or file (and the
+    // audit lines in them) stay plain text.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let server = match Server::start(config).await {
         Ok(s) => s,
