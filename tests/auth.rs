@@ -594,6 +594,15 @@ async fn jwks_by_url_follows_key_rotation_at_a_bounded_rate() {
     assert_eq!(rest("GET", &url, None, Some(&new)).await.status, 200);
     assert_eq!(rest("GET", &url, None, Some(&old)).await.status, 200);
     assert_eq!(keys.hits.load(Ordering::SeqCst), after_miss + 1);
+    // The issuer retires the old key: once the set is read again (another
+    // unknown kid), the old key's tokens, verified before, are refused.
+    *keys.body.lock().unwrap() = jwks(&[&rotated]);
+    tokio::time::sleep(interval).await;
+    let other = bearer(&SigningKey::ec("other").sign(&claims(read, &[])));
+    assert_eq!(rest("GET", &url, None, Some(&other)).await.status, 401);
+    assert_eq!(keys.hits.load(Ordering::SeqCst), after_miss + 2);
+    assert_refused(&server, Some(&old), "does not know (kid 'rsa-1')").await;
+    assert_eq!(rest("GET", &url, None, Some(&new)).await.status, 200);
     server.shutdown().await.unwrap();
 }
 

@@ -17,6 +17,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,9 @@ pub struct Jwks {
     source: JwksSource,
     client: reqwest::Client,
     keys: RwLock<Arc<KeyMap>>,
+    /// Bumped whenever the set is replaced, so results derived from the
+    /// old set (verified tokens) can tell they are stale.
+    generation: AtomicU64,
     /// When the set was last read; held while reading, so concurrent misses
     /// wait for one read instead of starting their own.
     last_read: tokio::sync::Mutex<Instant>,
@@ -102,9 +106,15 @@ impl Jwks {
             source,
             client,
             keys: RwLock::new(Arc::new(keys)),
+            generation: AtomicU64::new(0),
             last_read: tokio::sync::Mutex::new(Instant::now()),
             min_refetch,
         })
+    }
+
+    /// Which key set is in force (changes on every re-read).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn current(&self) -> Arc<KeyMap> {
@@ -138,6 +148,7 @@ impl Jwks {
                     Ok(mut k) => *k = fresh,
                     Err(poisoned) => *poisoned.into_inner() = fresh,
                 }
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 found
             }
             Err(e) => {

@@ -7,12 +7,26 @@
 //! configured audience. The cryptography is jsonwebtoken's; this module only
 //! chooses what to accept and says, without echoing the token, why a token
 //! was refused.
+//!
+//! Clients reuse a token for its whole life (an hour, typically), so a
+//! verified token is remembered ([`Verified`]): later requests with the same
+//! token skip the signature check (tens of microseconds of RSA or ECDSA,
+//! comparable to a whole no-op call) and only re-check `exp` and `nbf`. The
+//! cache is keyed by the exact token bytes, bounded, and dropped whenever
+//! the key set changes, so a key removed from the JWKS stops working as
+//! soon as the server has read the set again.
 
 use super::jwks::{Jwks, ACCEPTED};
 use super::permissions::Grants;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Most verified tokens remembered (a few MiB at most).
+const VERIFIED_CAPACITY: usize = 4096;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 60;
@@ -86,6 +100,56 @@ struct Claims {
     appid: Option<String>,
     azp: Option<String>,
     sub: Option<String>,
+    /// NumericDate, which may carry a fraction.
+    exp: Option<f64>,
+    nbf: Option<f64>,
+}
+
+/// A token whose signature, issuer and audience were verified.
+struct VerifiedToken {
+    identity: Arc<Identity>,
+    exp: f64,
+    nbf: Option<f64>,
+    /// The key set it was verified against ([`Jwks::generation`]).
+    generation: u64,
+}
+
+/// The verified tokens (see the module docs).
+#[derive(Default)]
+struct Verified(RwLock<HashMap<String, VerifiedToken>>);
+
+impl Verified {
+    fn get(&self, token: &str, generation: u64) -> Option<Result<Arc<Identity>, Refusal>> {
+        let map = self.0.read().ok()?;
+        let v = map.get(token).filter(|v| v.generation == generation)?;
+        let now = unix_now();
+        let leeway = LEEWAY_SECS as f64;
+        Some(if now > v.exp + leeway {
+            Err(Refusal::Expired)
+        } else if v.nbf.is_some_and(|nbf| now < nbf - leeway) {
+            Err(Refusal::NotYetValid)
+        } else {
+            Ok(v.identity.clone())
+        })
+    }
+
+    fn insert(&self, token: &str, verified: VerifiedToken) {
+        let Ok(mut map) = self.0.write() else {
+            return;
+        };
+        // Stale entries (another key set) and a full map are simply dropped:
+        // a miss only costs one signature check.
+        if map.len() >= VERIFIED_CAPACITY || map.values().next().is_some_and(|v| v.generation != verified.generation) {
+            map.clear();
+        }
+        map.insert(token.to_owned(), verified);
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Checks tokens against one JWKS, issuer and audience set.
@@ -93,6 +157,7 @@ pub struct Validator {
     jwks: Jwks,
     issuer: String,
     audiences: Vec<String>,
+    verified: Verified,
 }
 
 impl Validator {
@@ -102,17 +167,41 @@ impl Validator {
             jwks,
             issuer,
             audiences,
+            verified: Verified::default(),
         }
     }
 
     /// The caller behind an `Authorization` header value (`None`: absent).
-    pub async fn authenticate(&self, header: Option<&[u8]>) -> Result<Identity, Refusal> {
+    pub async fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Identity>, Refusal> {
         let token = bearer(header.ok_or(Refusal::Missing)?)?;
         self.validate(token).await
     }
 
-    /// Validates a compact JWS token.
-    pub async fn validate(&self, token: &str) -> Result<Identity, Refusal> {
+    /// Validates a compact JWS token (remembering it once verified).
+    pub async fn validate(&self, token: &str) -> Result<Arc<Identity>, Refusal> {
+        let generation = self.jwks.generation();
+        if let Some(known) = self.verified.get(token, generation) {
+            return known;
+        }
+        let (identity, exp, nbf) = self.verify(token).await?;
+        let identity = Arc::new(identity);
+        // Filed under the set in force *before* verifying: if the set was
+        // re-read meanwhile, the entry is stale at once and the next request
+        // verifies against the new set (never the reverse).
+        self.verified.insert(
+            token,
+            VerifiedToken {
+                identity: identity.clone(),
+                exp,
+                nbf,
+                generation,
+            },
+        );
+        Ok(identity)
+    }
+
+    /// The full check: signature, then claims.
+    async fn verify(&self, token: &str) -> Result<(Identity, f64, Option<f64>), Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| header_refusal(token))?;
         if !ACCEPTED.contains(&header.alg) {
             return Err(Refusal::Algorithm(format!("{:?}", header.alg)));
@@ -136,12 +225,14 @@ impl Validator {
         validation.set_audience(&self.audiences);
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map_err(|e| refusal(e.kind()))?;
         let c = data.claims;
-        Ok(Identity {
+        let exp = c.exp.ok_or_else(|| Refusal::Claim("exp".to_owned()))?;
+        let identity = Identity {
             grants: Grants::from_claims(c.scp.as_deref(), &c.roles),
             oid: c.oid,
             appid: c.appid.or(c.azp),
             sub: c.sub,
-        })
+        };
+        Ok((identity, exp, c.nbf))
     }
 }
 
@@ -196,6 +287,34 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_tokens_still_expire_and_belong_to_one_key_set() {
+        let cache = Verified::default();
+        let now = unix_now();
+        let entry = |exp: f64, nbf: Option<f64>| VerifiedToken {
+            identity: Arc::new(Identity::default()),
+            exp,
+            nbf,
+            generation: 1,
+        };
+        cache.insert("live", entry(now + 600.0, Some(now - 1.0)));
+        assert!(matches!(cache.get("live", 1), Some(Ok(_))));
+        assert!(cache.get("live", 2).is_none(), "another key set: verify again");
+        assert!(cache.get("other", 1).is_none());
+        cache.insert("skewed", entry(now - 30.0, Some(now + 30.0)));
+        assert!(matches!(cache.get("skewed", 1), Some(Ok(_))), "within the leeway");
+        cache.insert("expired", entry(now - 61.0, None));
+        assert_eq!(cache.get("expired", 1).unwrap().unwrap_err(), Refusal::Expired);
+        cache.insert("early", entry(now + 600.0, Some(now + 61.0)));
+        assert_eq!(cache.get("early", 1).unwrap().unwrap_err(), Refusal::NotYetValid);
+        let newer = VerifiedToken {
+            generation: 2,
+            ..entry(now + 600.0, None)
+        };
+        cache.insert("newer", newer);
+        assert!(cache.get("live", 1).is_none(), "a new key set drops the old entries");
+    }
 
     #[test]
     fn bearer_header_forms() {
