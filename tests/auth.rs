@@ -770,6 +770,16 @@ async fn health_and_reflection_are_open_everything_else_needs_a_token() {
     .await;
     r.graph_error(400, "BadRequest");
     let nothing = ec_key().sign(&claims(Some("User.Read"), &[]));
+    // A REST path dressed as gRPC is still judged by its path.
+    let disguised = reqwest::Client::new()
+        .get(format!("{base}/v1.0/{}", REST_COLLECTIONS[0]))
+        .header("content-type", "application/grpc")
+        .header("authorization", bearer(&nothing))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disguised.headers()["grpc-status"], "7", "PERMISSION_DENIED");
+    assert!(!disguised.text().await.unwrap().contains("@odata.context"));
     let ping = call_as::<_, ()>(&ch, "/statusd.v1.Diagnostics/Ping", (), Some(&nothing))
         .await
         .unwrap_err();

@@ -37,14 +37,16 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, req: Request, next: Next) 
     if Permissions::is_open(path) {
         return next.run(req).await;
     }
+    // The path alone decides what is needed; the content type only decides
+    // how a refusal is spoken. (Deciding by content type would let a REST
+    // path sent as `application/grpc` miss the table.)
     let grpc = is_grpc(&req);
-    let op = if grpc {
-        Operation {
-            requirement: auth.permissions.grpc(path),
+    let op = match auth.permissions.grpc(path) {
+        Some(r) => Operation {
+            requirement: Some(r),
             route: None,
-        }
-    } else {
-        match Permissions::rest(req.method(), path) {
+        },
+        None => match Permissions::rest(req.method(), path) {
             Some((r, route)) => Operation {
                 requirement: Some(r),
                 route: Some(route),
@@ -53,7 +55,7 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, req: Request, next: Next) 
                 requirement: None,
                 route: None,
             },
-        }
+        },
     };
     let header = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
     let identity = match auth.validator.authenticate(header).await {
