@@ -4,6 +4,8 @@
 //! metadata, REST with `Authorization: Bearer`).
 
 mod common;
+#[path = "common/tools.rs"]
+mod tools;
 
 use common::{DeviceMsg, HttpResponse, ListEnvelope, ParentMsg, StatusEnvelope, UserMsg, PARENTS};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
@@ -978,4 +980,57 @@ async fn dev_keys_and_token_commands_make_a_token_the_server_accepts_and_mutatio
             assert!(!log.contains(part), "the log holds a token part: {log}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_lists_and_describes_without_a_token_and_calls_with_one() {
+    if tools::skip_interop() {
+        return;
+    }
+    let bin = tools::grpcurl();
+    let (server, _dir) = start_with_keys(&[rsa_key()]).await;
+    let addr = server.local_addr().to_string();
+    let run = |args: Vec<String>| {
+        let bin = bin.clone();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(bin)
+                    .arg("-plaintext")
+                    .args(args)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        }
+    };
+    let (ok, text) = run(vec![addr.clone(), "list".into()]).await;
+    assert!(ok && text.contains("statusd.v1.DeviceCompliancePolicies"), "{text}");
+    let (ok, text) = run(vec![addr.clone(), "describe".into(), "statusd.v1.Diagnostics".into()]).await;
+    assert!(ok && text.contains("rpc Ping"), "{text}");
+    let ping = "statusd.v1.Diagnostics/Ping".to_owned();
+    let (ok, text) = run(vec![addr.clone(), ping.clone()]).await;
+    assert!(!ok && text.contains("Unauthenticated"), "{text}");
+    let token = admin_token();
+    let header = format!("authorization: Bearer {token}");
+    let (ok, text) = run(vec!["-H".into(), header.clone(), addr.clone(), ping]).await;
+    assert!(ok, "{text}");
+    let body = json!({"device_compliance_policy": {"odata_type": PARENTS[0].odata_type, "id": "p1", "display_name": "From grpcurl"}});
+    let (ok, text) = run(vec![
+        "-H".into(),
+        header,
+        "-d".into(),
+        body.to_string(),
+        addr,
+        "statusd.v1.DeviceCompliancePolicies/CreateDeviceCompliancePolicy".into(),
+    ])
+    .await;
+    assert!(ok && text.contains("From grpcurl"), "{text}");
+    server.shutdown().await.unwrap();
 }
