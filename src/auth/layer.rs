@@ -81,7 +81,7 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, req: Request, next: Next) 
     let uri_path = req.uri().path().to_owned();
     let resp = next.run(req).await;
     let outcome = outcome(grpc, &resp);
-    audit_line(grpc, &method, &uri_path, &op, Some(&identity), &outcome);
+    audit_line(&method, &uri_path, &op, Some(&identity), &outcome);
     resp
 }
 
@@ -105,17 +105,19 @@ fn outcome(grpc: bool, resp: &Response) -> String {
 /// Audits a refused mutation (reads are not audited).
 fn audit(req: &Request, op: &Operation, who: Option<&Identity>, outcome: &str) {
     if op.requirement.is_some_and(|r| r.access == Access::Write) {
-        audit_line(is_grpc(req), req.method(), req.uri().path(), op, who, outcome);
+        audit_line(req.method(), req.uri().path(), op, who, outcome);
     }
 }
 
 /// One audit line: who, what, outcome. Never the token.
-fn audit_line(grpc: bool, method: &Method, path: &str, op: &Operation, who: Option<&Identity>, outcome: &str) {
+fn audit_line(method: &Method, path: &str, op: &Operation, who: Option<&Identity>, outcome: &str) {
     let none = Identity::default();
     let who = who.unwrap_or(&none);
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     let collection = op.requirement.map_or("-", Requirement::collection);
-    let (edge, what) = if grpc {
+    // A table entry from the REST side carries its route; one from the gRPC
+    // table does not.
+    let (edge, what) = if op.route.is_none() {
         ("grpc", path.rsplit('/').next().unwrap_or(path).to_owned())
     } else {
         ("rest", method.to_string())
