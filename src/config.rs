@@ -5,6 +5,7 @@ use crate::store::{Durability, FaultInjection};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// statusd: a durable, Graph-faithful store for Intune status reports,
 /// served over gRPC and Microsoft Graph REST on one port.
@@ -95,6 +96,79 @@ pub struct Config {
     /// of them (mutual TLS between services). Re-read on SIGHUP.
     #[arg(long, env = "STATUSD_TLS_CLIENT_CA", value_name = "PATH")]
     pub tls_client_ca: Option<PathBuf>,
+
+    /// Turns bearer-token auth on: the JWKS holding the token issuer's public
+    /// keys, as a file or an http(s) URL (e.g. Entra ID's
+    /// `https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys`).
+    /// Read at start (a failure stops start-up) and again, at most once a
+    /// minute, when a token names a key id the cached set lacks.
+    #[arg(long, env = "STATUSD_AUTH_JWKS", value_name = "PATH_OR_URL")]
+    pub auth_jwks: Option<String>,
+
+    /// The `iss` every token must carry (required with `--auth-jwks`), e.g.
+    /// `https://login.microsoftonline.com/{tenant}/v2.0`.
+    #[arg(long, env = "STATUSD_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// The audience a token's `aud` must name (required with `--auth-jwks`);
+    /// several may be given, comma-separated (Entra ID issues both the
+    /// application ID URI and the client id as audiences).
+    #[arg(long, env = "STATUSD_AUTH_AUDIENCE", value_delimiter = ',')]
+    pub auth_audience: Vec<String>,
+
+    /// Allows auth over plain HTTP on a non-loopback address (tokens then
+    /// cross the network in clear: only behind a TLS-terminating proxy).
+    #[arg(long, env = "STATUSD_INSECURE_NO_TLS")]
+    pub insecure_no_tls: bool,
+
+    /// Allows a non-loopback `--listen` without `--auth-jwks`: anyone who can
+    /// reach the port can read and change everything. Logged at start and
+    /// every hour.
+    #[arg(long, env = "STATUSD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Least time between two reads of the JWKS (test hook; one minute).
+    #[arg(skip = crate::auth::JWKS_MIN_REFETCH)]
+    pub auth_jwks_min_refetch: Duration,
+}
+
+/// Why a configuration may not start: the exposure rule of the listener.
+///
+/// A server on loopback is reachable only from this machine, so it may run
+/// without auth or TLS (the local default). Anywhere else, a server without
+/// auth gives the whole store to anyone who reaches the port, and bearer
+/// tokens over plain HTTP can be read and replayed by anyone on the path:
+/// both need an explicit, named opt-out.
+pub fn check_exposure(
+    listen: SocketAddr,
+    auth_enabled: bool,
+    tls_enabled: bool,
+    insecure_no_auth: bool,
+    insecure_no_tls: bool,
+) -> Result<(), String> {
+    let loopback = match listen.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_canonical().is_loopback(),
+        v4 => v4.is_loopback(),
+    };
+    if loopback {
+        return Ok(());
+    }
+    if !auth_enabled && !insecure_no_auth {
+        return Err(format!(
+            "refusing to listen on {listen} without authentication: enable bearer-token auth with \
+             --auth-jwks PATH_OR_URL --auth-issuer ISSUER --auth-audience AUDIENCE (STATUSD_AUTH_JWKS, \
+             STATUSD_AUTH_ISSUER, STATUSD_AUTH_AUDIENCE; `statusd dev-keys DIR` makes a key pair to try it), \
+             listen on a loopback address such as 127.0.0.1, or pass --insecure-no-auth to accept the risk"
+        ));
+    }
+    if auth_enabled && !tls_enabled && !insecure_no_tls {
+        return Err(format!(
+            "refusing to accept bearer tokens over plain HTTP on {listen}: tokens would cross the network \
+             in clear; enable TLS, listen on a loopback address, or pass --insecure-no-tls when a \
+             TLS-terminating proxy sits in front"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `--public-url`: an absolute http(s) URL with a host and no query,
@@ -144,6 +218,12 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            auth_jwks: None,
+            auth_issuer: None,
+            auth_audience: Vec::new(),
+            insecure_no_tls: false,
+            insecure_no_auth: false,
+            auth_jwks_min_refetch: crate::auth::JWKS_MIN_REFETCH,
         }
     }
 
@@ -181,6 +261,33 @@ mod tests {
         ] {
             assert!(public_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn exposure_rule() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:8080".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        // (listen, auth, tls, insecure_no_auth, insecure_no_tls) -> starts?
+        for (addr, auth, tls, no_auth, no_tls, ok) in [
+            (lo, false, false, false, false, true),
+            (lo6, false, false, false, false, true),
+            (lo, true, false, false, false, true),
+            (any, false, false, false, false, false),
+            (any, false, true, false, false, false),
+            (any, false, false, true, false, true),
+            (any, true, false, false, false, false),
+            (any, true, false, false, true, true),
+            (any, true, true, false, false, true),
+        ] {
+            assert_eq!(
+                check_exposure(addr, auth, tls, no_auth, no_tls).is_ok(),
+                ok,
+                "{addr} auth={auth} tls={tls} no_auth={no_auth} no_tls={no_tls}"
+            );
+        }
+        let e = check_exposure(any, false, false, false, false).unwrap_err();
+        assert!(e.contains("--auth-jwks") && e.contains("--insecure-no-auth"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! Layers, outermost first: `server` (process, listener, shutdown; `tls` terminates TLS there) →
 //! `grpc` (edge: proto ↔ model) → `service` (the operations, once for all
 //! nine collections) → `model` (entities and every validation rule) →
-//! `store` (sled trees, keys, codec, group commit).
+//! `store` (sled trees, keys, codec, group commit). `auth` is one layer in
+//! front of both edges (bearer tokens, Graph permissions, audit); `cli`
+//! holds the subcommands besides serving.
 
+pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -1,15 +1,33 @@
-//! The `statusd` binary: parse configuration, start logging, serve until
-//! SIGINT or SIGTERM, then shut down gracefully.
+//! The `statusd` binary: a dispatcher. With no subcommand it serves: parse
+//! configuration, start logging, serve until SIGINT or SIGTERM, then shut
+//! down gracefully. Subcommands (`token`, `dev-keys`) live in `statusd::cli`.
 
 use clap::Parser;
+use statusd::cli::Cli;
 use statusd::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        return match command.run() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("statusd: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    serve(cli.config).await
+}
+
+async fn serve(config: Config) -> std::process::ExitCode {
+    // Colour only on a terminal: logs collected from a pipe or file (and the
+    // audit lines in them) stay plain text.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let server = match Server::start(config).await {
         Ok(s) => s,

@@ -52,7 +52,12 @@ pub struct Server {
     store: Arc<SledStore>,
     /// The listener's TLS configuration, when it serves TLS.
     tls: Option<Arc<Tls>>,
+    /// The hourly reminder that `--insecure-no-auth` is in force.
+    insecure_reminder: Option<JoinHandle<()>>,
 }
+
+/// How often `--insecure-no-auth` is logged again while it is in force.
+const INSECURE_REMINDER: Duration = Duration::from_secs(3600);
 
 impl Server {
     /// Opens the store and starts serving on `config.listen`.
@@ -61,10 +66,21 @@ impl Server {
     /// or missing one fails with a message naming it and its flag, before the
     /// store is opened), and a task reloads them on SIGHUP.
     pub async fn start(config: Config) -> Result<Server> {
+        crate::config::check_exposure(
+            config.listen,
+            config.auth_jwks.is_some(),
+            config.tls_enabled(),
+            config.insecure_no_auth,
+            config.insecure_no_tls,
+        )
+        .map_err(|m| Error::invalid("configuration", m))?;
         let tls = TlsFiles::from_config(&config)
             .and_then(|files| files.map(Tls::load).transpose())
             .map_err(|e| Error::Unavailable(format!("cannot start TLS: {e}")))?
             .map(Arc::new);
+        let auth = crate::auth::Auth::from_config(&config)
+            .await
+            .map_err(|m| Error::invalid("configuration", m))?;
         let store = Arc::new(SledStore::open(&SledConfig {
             path: config.data_dir.clone(),
             cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
@@ -82,19 +98,30 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Unavailable(format!("cannot read the listening address: {e}")))?;
         // Built after binding: REST links fall back to the address actually bound.
-        let app = router(service, &config, addr)?;
+        let auth_enabled = auth.is_some();
+        let app = router(service, &config, addr, auth)?;
         let (shutdown, signal) = watch::channel(false);
         if let Some(tls) = &tls {
             tokio::spawn(crate::tls::reload_on_sighup(tls.clone(), signal.clone()));
         }
         let task = tokio::spawn(accept_loop(listener, app, tls.clone(), config.clone(), signal));
-        tracing::info!(%addr, tls = tls.is_some(), data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
+        tracing::info!(%addr, tls = tls.is_some(), auth = auth_enabled, data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
+        let insecure_reminder = (config.insecure_no_auth && !auth_enabled).then(|| {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(INSECURE_REMINDER);
+                loop {
+                    every.tick().await;
+                    tracing::warn!(%addr, "--insecure-no-auth: no authentication; anyone who reaches this address can read and change every record");
+                }
+            })
+        });
         Ok(Server {
             addr,
             shutdown,
             task,
             store,
             tls,
+            insecure_reminder,
         })
     }
 
@@ -124,6 +151,9 @@ impl Server {
     /// Stops accepting, drains in-flight requests, flushes the store.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
+        if let Some(reminder) = &self.insecure_reminder {
+            reminder.abort();
+        }
         self.task
             .await
             .map_err(|e| Error::Internal(format!("server task failed: {e}")))?;
@@ -413,8 +443,14 @@ async fn serve_http<IO>(
     }
 }
 
-/// Builds the router serving gRPC (services, reflection, health) and REST.
-fn router(service: Service, config: &Config, addr: SocketAddr) -> Result<axum::Router> {
+/// Builds the router serving gRPC (services, reflection, health) and REST,
+/// behind the auth layer when auth is on.
+fn router(
+    service: Service,
+    config: &Config,
+    addr: SocketAddr,
+    auth: Option<Arc<crate::auth::Auth>>,
+) -> Result<axum::Router> {
     let limit = config.max_message_kb.saturating_mul(1024);
     let links = crate::rest::Links::new(config.public_url.clone(), addr).over_tls(config.tls_enabled());
     let rest = crate::rest::router(service.clone(), limit, links);
@@ -466,10 +502,18 @@ fn router(service: Service, config: &Config, addr: SocketAddr) -> Result<axum::R
             crate::grpc::limit::limit_body,
         ));
     let deadline = Duration::from_secs(config.request_timeout_secs.max(1));
-    Ok(grpc
+    let app = grpc
         .merge(rest)
         .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(deadline, request_deadline)))
+        .layer(axum::middleware::from_fn_with_state(deadline, request_deadline));
+    // Outermost: nothing runs for a request before it is authorised.
+    Ok(match auth {
+        Some(auth) => app.layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::layer::authorize,
+        )),
+        None => app,
+    })
 }
 
 /// Reflection over our protos, health, and google.rpc (so grpcurl can
@@ -481,7 +525,8 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-fn is_grpc(req: &Request) -> bool {
+/// Whether a request is a gRPC call (by its content type).
+pub(crate) fn is_grpc(req: &Request) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -489,7 +534,7 @@ fn is_grpc(req: &Request) -> bool {
 }
 
 /// A gRPC response carrying only a status (a "trailers-only" response).
-fn grpc_status(code: tonic::Code, message: &str) -> Response {
+pub(crate) fn grpc_status(code: tonic::Code, message: &str) -> Response {
     let mut resp = Response::new(axum::body::Body::empty());
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));

@@ -1,0 +1,43 @@
+//! The command line: `statusd` serves; subcommands are tools around it.
+//!
+//! `statusd` with no subcommand takes the server's flags ([`Config`]) exactly
+//! as before subcommands existed; `statusd token` and `statusd dev-keys` make
+//! the key pair and tokens for trying auth without an identity provider.
+
+pub mod dev_keys;
+pub mod token;
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+
+/// statusd: a durable, Graph-faithful store for Intune status reports,
+/// served over gRPC and Microsoft Graph REST on one port.
+#[derive(Debug, Parser)]
+#[command(name = "statusd", version, about)]
+pub struct Cli {
+    /// The server's flags (used when no subcommand is given).
+    #[command(flatten)]
+    pub config: Config,
+    /// A tool to run instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a signed JWT for trying auth (development only).
+    Token(token::TokenArgs),
+    /// Write a fresh key pair and its JWKS into a directory (development only).
+    DevKeys(dev_keys::DevKeysArgs),
+}
+
+impl Command {
+    /// Runs the subcommand; the error is the message to print.
+    pub fn run(self) -> Result<(), String> {
+        match self {
+            Command::Token(args) => token::run(&args),
+            Command::DevKeys(args) => dev_keys::run(&args),
+        }
+    }
+}
