@@ -6,8 +6,10 @@
 //! ```text
 //! cargo bench --bench load -- [--addr HOST:PORT] [--concurrency 1,64] [--seconds 5]
 //!                             [--stored N] [--scenarios grpc-noop,grpc-create,...]
-//!                             [--interference N]
+//!                             [--interference N] [--auth]
 //! ```
+//! `--auth` serves with bearer-token auth (development keys) and sends a token
+//! with every request, to measure what auth costs.
 //! `--interference N` adds rows for heavy requests next to light ones: it
 //! loads N statuses under a second policy and measures gRPC create at c16
 //! before and while one client deletes that policy (a cascade of N) and
@@ -50,6 +52,8 @@ struct Args {
     server_args: Vec<String>,
     /// Statuses of the heavy requests' policy (0: no interference rows).
     interference: u64,
+    /// Serve with bearer-token auth and send a token with every request.
+    auth: bool,
 }
 
 fn parse_args() -> Args {
@@ -61,6 +65,7 @@ fn parse_args() -> Args {
         scenarios: ALL.map(String::from).to_vec(),
         server_args: Vec::new(),
         interference: 0,
+        auth: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +78,7 @@ fn parse_args() -> Args {
             "--scenarios" => a.scenarios = value().split(',').map(String::from).collect(),
             "--server-args" => a.server_args = value().split_whitespace().map(String::from).collect(),
             "--interference" => a.interference = value().parse().expect("interference"),
+            "--auth" => a.auth = true,
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -139,7 +145,7 @@ async fn spawn_server_at(dir: tempfile::TempDir, addr: &str) -> (Spawned, String
     let spawned = Spawned { child, dir };
     loop {
         if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
-            if DiagnosticsClient::new(ch).ping(()).await.is_ok() {
+            if DiagnosticsClient::new(ch).ping(authed(())).await.is_ok() {
                 break;
             }
         }
@@ -179,6 +185,70 @@ fn user_status(id: String) -> pb::DeviceComplianceUserStatus {
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 static SERVER_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+/// The bearer token every request carries (`--auth`).
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A gRPC request carrying the bearer token, when there is one.
+fn authed<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = TOKEN.get() {
+        let value = format!("Bearer {token}").parse().expect("token as metadata");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// A REST request carrying the bearer token, when there is one.
+fn with_token(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match TOKEN.get() {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
+/// `--auth`: development keys, the server flags that turn auth on with them,
+/// and a token with the permission the scenarios need (`statusd dev-keys` and
+/// `statusd token`, as the README shows).
+fn enable_auth(dir: &std::path::Path) -> (Vec<String>, String) {
+    let bin = env!("CARGO_BIN_EXE_statusd");
+    let keys = dir.join("keys");
+    let out = std::process::Command::new(bin)
+        .arg("dev-keys")
+        .arg(&keys)
+        .output()
+        .expect("dev-keys");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kid: "))
+        .expect("dev-keys prints the kid")
+        .trim()
+        .to_owned();
+    let (issuer, audience) = ("https://bench.statusd", "api://statusd-bench");
+    let out = std::process::Command::new(bin)
+        .args(["token", "--kid", &kid, "--issuer", issuer, "--audience", audience])
+        .args([
+            "--scope",
+            "DeviceManagementConfiguration.ReadWrite.All",
+            "--ttl",
+            "2h",
+            "--key",
+        ])
+        .arg(keys.join("private.pem"))
+        .output()
+        .expect("token");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.split('.').count() == 3, "statusd token printed no JWT");
+    let flags = vec![
+        "--auth-jwks".to_owned(),
+        keys.join("jwks.json").display().to_string(),
+        "--auth-issuer".to_owned(),
+        issuer.to_owned(),
+        "--auth-audience".to_owned(),
+        audience.to_owned(),
+    ];
+    (flags, token)
+}
 
 fn next_id(prefix: &str) -> String {
     format!("{prefix}-{:012}", SEQ.fetch_add(1, Ordering::Relaxed))
@@ -187,21 +257,21 @@ fn next_id(prefix: &str) -> String {
 /// One operation of a scenario.
 async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, known: &[String]) -> bool {
     match scenario {
-        "grpc-noop" => DiagnosticsClient::new(ch.clone()).ping(()).await.is_ok(),
+        "grpc-noop" => DiagnosticsClient::new(ch.clone()).ping(authed(())).await.is_ok(),
         "grpc-create" => Policies::new(ch.clone())
-            .create_user_status(pb::CreateDeviceComplianceUserStatusRequest {
+            .create_user_status(authed(pb::CreateDeviceComplianceUserStatusRequest {
                 parent_id: PARENT.into(),
                 user_status: Some(user_status(next_id("g"))),
-            })
+            }))
             .await
             .is_ok(),
         "grpc-get" => {
             let id = &known[rand::random::<u64>() as usize % known.len()];
             Policies::new(ch.clone())
-                .get_user_status(pb::GetStatusRequest {
+                .get_user_status(authed(pb::GetStatusRequest {
                     parent_id: PARENT.into(),
                     id: id.clone(),
-                })
+                }))
                 .await
                 .is_ok()
         }
@@ -209,11 +279,11 @@ async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, kn
             let after = &known[rand::random::<u64>() as usize % known.len()];
             let token = base64_id(after);
             Policies::new(ch.clone())
-                .list_user_statuses(pb::ListStatusesRequest {
+                .list_user_statuses(authed(pb::ListStatusesRequest {
                     parent_id: PARENT.into(),
                     page_size: 100,
                     page_token: token,
-                })
+                }))
                 .await
                 .is_ok()
         }
@@ -223,8 +293,7 @@ async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, kn
                 next_id("r")
             );
             let url = format!("http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatuses");
-            let resp = http
-                .post(url)
+            let resp = with_token(http.post(url))
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
@@ -237,7 +306,7 @@ async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, kn
                 "http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatuses?$top=100&$skiptoken={}",
                 base64_id(after)
             );
-            read_ok(http.get(url).send().await, 200).await
+            read_ok(with_token(http.get(url)).send().await, 200).await
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -337,10 +406,10 @@ async fn preload_under(chans: &[Channel], parent: &str, n: u64) -> Vec<String> {
                         return;
                     }
                     client
-                        .create_user_status(pb::CreateDeviceComplianceUserStatusRequest {
+                        .create_user_status(authed(pb::CreateDeviceComplianceUserStatusRequest {
                             parent_id: parent.clone(),
                             user_status: Some(user_status(format!("pre-{i:012}"))),
-                        })
+                        }))
                         .await
                         .expect("preload create");
                 }
@@ -364,7 +433,15 @@ async fn preload_under(chans: &[Channel], parent: &str, n: u64) -> Vec<String> {
 
 fn main() {
     let args = parse_args();
-    let _ = SERVER_ARGS.set(args.server_args.clone());
+    let keys_dir = tempfile::tempdir().unwrap();
+    let mut server_args = args.server_args.clone();
+    if args.auth {
+        let (flags, token) = enable_auth(keys_dir.path());
+        server_args.extend(flags);
+        let _ = TOKEN.set(token);
+        println!("auth on: every request carries a bearer token (RS256)");
+    }
+    let _ = SERVER_ARGS.set(server_args);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -385,14 +462,14 @@ fn main() {
         let chans = channels(&addr, 4).await;
         let mut policies = Policies::new(chans[0].clone());
         let _ = policies
-            .create_device_compliance_policy(pb::CreateDeviceCompliancePolicyRequest {
+            .create_device_compliance_policy(authed(pb::CreateDeviceCompliancePolicyRequest {
                 device_compliance_policy: Some(pb::DeviceCompliancePolicy {
                     odata_type: "#microsoft.graph.windows10CompliancePolicy".into(),
                     id: PARENT.into(),
                     display_name: "bench".into(),
                     ..Default::default()
                 }),
-            })
+            }))
             .await;
         let mut known = preload(&chans, args.stored).await;
         if known.is_empty() {
@@ -488,14 +565,14 @@ async fn interference(addr: &str, chans: &[Channel], n: u64, secs: f64, known: A
     const CONC: usize = 16;
     let mut policies = Policies::new(chans[0].clone());
     policies
-        .create_device_compliance_policy(pb::CreateDeviceCompliancePolicyRequest {
+        .create_device_compliance_policy(authed(pb::CreateDeviceCompliancePolicyRequest {
             device_compliance_policy: Some(pb::DeviceCompliancePolicy {
                 odata_type: "#microsoft.graph.windows10CompliancePolicy".into(),
                 id: BIG.into(),
                 display_name: "bench big".into(),
                 ..Default::default()
             }),
-        })
+        }))
         .await
         .expect("create the big policy");
     preload_under(chans, BIG, n).await;
@@ -522,7 +599,7 @@ async fn interference(addr: &str, chans: &[Channel], n: u64, secs: f64, known: A
         tokio::spawn(async move {
             let t = Instant::now();
             let r = client
-                .delete_device_compliance_policy(pb::DeleteParentRequest { id: BIG.into() })
+                .delete_device_compliance_policy(authed(pb::DeleteParentRequest { id: BIG.into() }))
                 .await;
             (t.elapsed(), r.is_ok())
         })
@@ -549,10 +626,10 @@ async fn interference(addr: &str, chans: &[Channel], n: u64, secs: f64, known: A
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let _ = read_ok(http.get(&url).send().await, 200).await;
+                let _ = read_ok(with_token(http.get(&url)).send().await, 200).await;
                 lat.push(t.elapsed());
             }
-            let stored = match http.get(&url_count).send().await {
+            let stored = match with_token(http.get(&url_count)).send().await {
                 Ok(r) => r
                     .text()
                     .await
