@@ -7,7 +7,7 @@ mod common;
 #[path = "common/tools.rs"]
 mod tools;
 
-use common::{DeviceMsg, HttpResponse, ListEnvelope, ParentMsg, StatusEnvelope, UserMsg, PARENTS};
+use common::{call_as, DeviceMsg, HttpResponse, ListEnvelope, ParentMsg, StatusEnvelope, UserMsg, PARENTS};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -163,28 +163,6 @@ async fn start_with_keys(keys: &[&SigningKey]) -> (Server, tempfile::TempDir) {
 
 async fn channel(server: &Server) -> Channel {
     common::channel_to(server).await
-}
-
-/// A unary gRPC call with an optional bearer token in the `authorization` metadata.
-async fn call_as<Req, Resp>(ch: &Channel, path: &str, req: Req, token: Option<&str>) -> Result<Resp, tonic::Status>
-where
-    Req: prost::Message + Send + Sync + 'static,
-    Resp: prost::Message + Default + Send + Sync + 'static,
-{
-    let mut grpc = tonic::client::Grpc::new(ch.clone());
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut request = tonic::Request::new(req);
-    if let Some(t) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    let path = PathAndQuery::try_from(path.to_owned()).unwrap();
-    grpc.unary(request, path, tonic_prost::ProstCodec::default())
-        .await
-        .map(|r| r.into_inner())
 }
 
 /// One REST request with an optional `Authorization` header value.

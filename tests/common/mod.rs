@@ -80,12 +80,26 @@ where
     Req: prost::Message + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
+    call_as(ch, path, req, None).await
+}
+
+/// Calls `path` with an optional bearer token in the `authorization` metadata.
+pub async fn call_as<Req, Resp>(ch: &Channel, path: &str, req: Req, token: Option<&str>) -> Result<Resp, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
     let mut grpc = tonic::client::Grpc::new(ch.clone());
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(req);
+    if let Some(t) = token {
+        let value = format!("Bearer {t}").parse().expect("token as metadata");
+        request.metadata_mut().insert("authorization", value);
+    }
     let path = PathAndQuery::try_from(path.to_owned()).expect("valid path");
-    grpc.unary(tonic::Request::new(req), path, tonic_prost::ProstCodec::default())
+    grpc.unary(request, path, tonic_prost::ProstCodec::default())
         .await
         .map(|r| r.into_inner())
 }
