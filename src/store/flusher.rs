@@ -258,3 +258,42 @@ fn run(target: &FlushTarget, queue: mpsc::Receiver<Message>, stats: &FlushStats,
     }
     // Dropping the receiver here makes every later `commit` fail at once.
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_that_cannot_be_opened_for_fsync_refuses_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path().join("db-dir")).open().unwrap();
+        // A directory without sled's log file: nothing could be fsynced there.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let err = FlushTarget::open(db.clone(), elsewhere.path(), None)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&err, Error::Unavailable(m) if m.contains("cannot open the storage log")),
+            "{err:?}"
+        );
+        // Where the log is, it opens and a flush is a real fsync.
+        let target = FlushTarget::open(db, &dir.path().join("db-dir"), None).unwrap();
+        target.flush().unwrap();
+    }
+
+    #[test]
+    fn after_an_injected_failure_every_commit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let target = FlushTarget::open(db.clone(), dir.path(), Some(2)).unwrap();
+        let flusher = Flusher::start(target, Durability::Durable).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            flusher.commit().await.unwrap();
+            assert!(flusher.commit().await.is_err(), "the injected failure");
+            assert!(flusher.check_writable().is_err());
+            assert!(flusher.commit().await.is_err(), "refused from then on");
+            assert!(flusher.flush_now().is_err());
+        });
+    }
+}
