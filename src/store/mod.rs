@@ -57,11 +57,14 @@ pub trait Store: Send + Sync + 'static {
     async fn create_status(&self, kind: StatusKind, parent_id: &str, status: &Status) -> Result<()>;
     /// Reads a status.
     async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>>;
-    /// Compare-and-swap, as [`Store::replace_parent`].
+    /// Compare-and-swap, as [`Store::replace_parent`]; `Ok(false)` also if
+    /// the parent is missing (its statuses are gone, even while a cascade
+    /// still removes them).
     async fn replace_status(&self, kind: StatusKind, parent_id: &str, expected: &Status, new: &Status) -> Result<bool>;
     /// Deletes a status; `Ok(false)` if absent.
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool>;
-    /// Up to `limit` of a parent's statuses in id order, after `after`.
+    /// Up to `limit` of a parent's statuses in id order, after `after`;
+    /// none if the parent is missing.
     async fn list_statuses(
         &self,
         kind: StatusKind,

@@ -475,10 +475,20 @@ impl Store for SledStore {
         let key = keys::status_key(parent_id, &new.id);
         let old = codec::encode(&expected.body)?;
         let value = encode_record(&new.body)?;
-        let swapped = self
-            .statuses(kind)
-            .compare_and_swap(key, Some(old), Some(value))?
-            .is_ok();
+        let swapped = {
+            // As in `create_status`: the parent's stripe held shared, so the
+            // swap cannot land on a status whose parent a delete has removed
+            // (its statuses may linger until the cascade ends; they are gone).
+            let _shared = self
+                .parent_lock(kind.parent, parent_id)
+                .read()
+                .map_err(|_| poisoned())?;
+            self.parent_exists(kind.parent, parent_id)?
+                && self
+                    .statuses(kind)
+                    .compare_and_swap(key, Some(old), Some(value))?
+                    .is_ok()
+        };
         if swapped {
             self.flusher.commit().await?;
         }
@@ -519,6 +529,11 @@ impl Store for SledStore {
                 break;
             }
             out.push(decode_status(&k, &v)?);
+        }
+        // A deleted parent's statuses may linger until its cascade ends; they
+        // are never visible (checked after the read, as in `get_status`).
+        if !out.is_empty() && !self.parent_exists(kind.parent, parent_id)? {
+            out.clear();
         }
         Ok(out)
     }
