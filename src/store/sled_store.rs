@@ -497,10 +497,16 @@ impl Store for SledStore {
 
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
         self.check_writable()?;
-        if !self.parent_exists(kind.parent, parent_id)? {
-            return Ok(false);
-        }
-        let removed = self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some();
+        let removed = {
+            // The parent's stripe held shared, as in `replace_status`: a
+            // status whose parent a delete has removed is already gone.
+            let _shared = self
+                .parent_lock(kind.parent, parent_id)
+                .read()
+                .map_err(|_| poisoned())?;
+            self.parent_exists(kind.parent, parent_id)?
+                && self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some()
+        };
         if removed {
             self.flusher.commit().await?;
         }
