@@ -26,7 +26,7 @@ use crate::service::{QueryLimits, Service};
 use crate::store::{SledConfig, SledStore, Store};
 use crate::tls::{Tls, TlsFiles};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -535,24 +535,8 @@ pub(crate) fn is_grpc(req: &Request) -> bool {
 
 /// A gRPC response carrying only a status (a "trailers-only" response).
 pub(crate) fn grpc_status(code: tonic::Code, message: &str) -> Response {
-    let mut resp = Response::new(axum::body::Body::empty());
-    let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from(code as i32));
-    let encoded: String = message
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b".-_~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&encoded) {
-        headers.insert("grpc-message", v);
-    }
-    resp
+    // tonic's own encoding of `grpc-status` and `grpc-message`.
+    tonic::Status::new(code, message).into_http::<axum::body::Body>()
 }
 
 /// Parses gRPC's `grpc-timeout` header (`<up to 8 digits><H|M|S|m|u|n>`).

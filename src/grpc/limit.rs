@@ -85,9 +85,7 @@ impl http_body::Body for OverflowTrailers {
             return Poll::Ready(Some(Ok(frame)));
         }
         let mut trailers = frame.into_trailers().unwrap_or_default();
-        let status = tonic::Status::resource_exhausted(too_large(self.limit));
-        // The status's own encoding of grpc-status and grpc-message.
-        let response = status.into_http::<()>();
+        let response = crate::server::grpc_status(tonic::Code::ResourceExhausted, &too_large(self.limit));
         for name in ["grpc-status", "grpc-message"] {
             if let Some(v) = response.headers().get(name) {
                 trailers.insert(name, v.clone());

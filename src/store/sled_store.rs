@@ -218,6 +218,24 @@ impl SledStore {
         self.flusher.check_writable()
     }
 
+    /// Runs a status write while parent `parent_id` exists, atomically with
+    /// respect to a delete of that parent: its lock stripe is held shared
+    /// through the check and `write`, as a parent delete holds it exclusive.
+    /// `None` if the parent does not exist (a deleted parent's statuses may
+    /// linger until its cascade ends; to every write they are gone).
+    fn under_parent<T>(
+        &self,
+        kind: ParentKind,
+        parent_id: &str,
+        write: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        let _shared = self.parent_lock(kind, parent_id).read().map_err(|_| poisoned())?;
+        if !self.parent_exists(kind, parent_id)? {
+            return Ok(None);
+        }
+        write().map(Some)
+    }
+
     /// Whether parent `parent_id` of `kind` exists (statuses of a deleted
     /// parent may linger until its cascade ends; they are never visible).
     fn parent_exists(&self, kind: ParentKind, parent_id: &str) -> Result<bool> {
@@ -443,21 +461,21 @@ impl Store for SledStore {
         self.check_writable()?;
         let key = keys::status_key(parent_id, &status.id);
         let value = encode_record(&status.body)?;
-        {
-            let _shared = self
-                .parent_lock(kind.parent, parent_id)
-                .read()
-                .map_err(|_| poisoned())?;
-            if !self.parent_exists(kind.parent, parent_id)? {
-                return Err(Error::NotFound(format!("{} '{parent_id}' does not exist", kind.parent)));
-            }
-            let inserted = self.statuses(kind).compare_and_swap(key, None::<&[u8]>, Some(value))?;
-            if inserted.is_err() {
+        let inserted = self.under_parent(kind.parent, parent_id, || {
+            Ok(self
+                .statuses(kind)
+                .compare_and_swap(key, None::<&[u8]>, Some(value))?
+                .is_ok())
+        })?;
+        match inserted {
+            None => return Err(Error::NotFound(format!("{} '{parent_id}' does not exist", kind.parent))),
+            Some(false) => {
                 return Err(Error::AlreadyExists(format!(
                     "a {kind} with id '{}' already exists under {} '{parent_id}'",
                     status.id, kind.parent
-                )));
+                )))
             }
+            Some(true) => {}
         }
         self.flusher.commit().await
     }
@@ -475,20 +493,14 @@ impl Store for SledStore {
         let key = keys::status_key(parent_id, &new.id);
         let old = codec::encode(&expected.body)?;
         let value = encode_record(&new.body)?;
-        let swapped = {
-            // As in `create_status`: the parent's stripe held shared, so the
-            // swap cannot land on a status whose parent a delete has removed
-            // (its statuses may linger until the cascade ends; they are gone).
-            let _shared = self
-                .parent_lock(kind.parent, parent_id)
-                .read()
-                .map_err(|_| poisoned())?;
-            self.parent_exists(kind.parent, parent_id)?
-                && self
+        let swapped = self
+            .under_parent(kind.parent, parent_id, || {
+                Ok(self
                     .statuses(kind)
                     .compare_and_swap(key, Some(old), Some(value))?
-                    .is_ok()
-        };
+                    .is_ok())
+            })?
+            .unwrap_or(false);
         if swapped {
             self.flusher.commit().await?;
         }
@@ -497,16 +509,11 @@ impl Store for SledStore {
 
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
         self.check_writable()?;
-        let removed = {
-            // The parent's stripe held shared, as in `replace_status`: a
-            // status whose parent a delete has removed is already gone.
-            let _shared = self
-                .parent_lock(kind.parent, parent_id)
-                .read()
-                .map_err(|_| poisoned())?;
-            self.parent_exists(kind.parent, parent_id)?
-                && self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some()
-        };
+        let removed = self
+            .under_parent(kind.parent, parent_id, || {
+                Ok(self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some())
+            })?
+            .unwrap_or(false);
         if removed {
             self.flusher.commit().await?;
         }
