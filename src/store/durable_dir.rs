@@ -42,6 +42,13 @@ pub fn sync_tree(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// fsyncs one file's contents.
+fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_error("fsync", path, e))
+}
+
 fn sync_contents(dir: &Path) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| io_error("read the directory", dir, e))?;
     for entry in entries {
@@ -51,9 +58,7 @@ fn sync_contents(dir: &Path) -> Result<()> {
         if kind.is_dir() {
             sync_contents(&path)?;
         } else if kind.is_file() {
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io_error("fsync", &path, e))?;
+            sync_file(&path)?;
         }
     }
     sync_dir(dir)
@@ -74,10 +79,7 @@ pub fn sync_new_files(dir: &Path, synced: &mut HashSet<OsString>) -> Result<()> 
         let entry = entry.map_err(|e| io_error("read the directory", dir, e))?;
         let name = entry.file_name();
         if !synced.contains(&name) {
-            let path = entry.path();
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io_error("fsync", &path, e))?;
+            sync_file(&entry.path())?;
             new = true;
         }
         present.insert(name);
