@@ -20,6 +20,24 @@ pub struct Config {
     #[arg(long, env = "STATUSD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// Run on PostgreSQL (or a PostgreSQL-protocol engine) instead of sled,
+    /// e.g. `postgres://statusd@127.0.0.1:5432/statusd`; several statusd
+    /// replicas may share the database. Host lists
+    /// (`postgres://h1:5432,h2:5432/statusd?target_session_attrs=read-write`)
+    /// fail over to whichever host is the primary. `--data-dir` is then unused.
+    #[arg(long, env = "STATUSD_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Most PostgreSQL connections this process opens (concurrent requests
+    /// beyond it share them, pipelined).
+    #[arg(long, env = "STATUSD_DATABASE_POOL_SIZE", default_value_t = 32)]
+    pub database_pool_size: usize,
+
+    /// Seconds to wait for a PostgreSQL connection (to open, or to come free)
+    /// before a request is answered UNAVAILABLE / 503.
+    #[arg(long, env = "STATUSD_DATABASE_TIMEOUT_SECS", default_value_t = 5)]
+    pub database_timeout_secs: u64,
+
     /// sled page cache size in MiB (bounds the memory used for cached data).
     #[arg(long, env = "STATUSD_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
@@ -197,12 +215,34 @@ pub fn public_url(s: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// The storage backend these flags select.
+    pub fn backend(&self) -> crate::store::BackendConfig {
+        use crate::store::{BackendConfig, PostgresConfig, SledConfig};
+        match &self.database_url {
+            Some(url) => BackendConfig::Postgres(PostgresConfig {
+                url: url.clone(),
+                pool_size: self.database_pool_size,
+                connect_timeout: Duration::from_secs(self.database_timeout_secs.max(1)),
+            }),
+            None => BackendConfig::Sled(SledConfig {
+                path: self.data_dir.clone(),
+                cache_capacity: self.cache_mb.saturating_mul(1024 * 1024),
+                durability: self.durability,
+                min_free_bytes: self.min_free_mb.saturating_mul(1024 * 1024),
+                faults: self.faults.clone(),
+            }),
+        }
+    }
+
     /// A configuration for tests and embedding: the defaults, with `data_dir`
     /// and an ephemeral port on loopback.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
+            database_url: None,
+            database_pool_size: 32,
+            database_timeout_secs: 5,
             cache_mb: 64,
             durability: Durability::Durable,
             max_message_kb: 1024,

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::grpc::GrpcApi;
 use crate::pb;
 use crate::service::{QueryLimits, Service};
-use crate::store::{SledConfig, SledStore, Store};
+use crate::store::Store;
 use crate::tls::{Tls, TlsFiles};
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -49,7 +49,7 @@ pub struct Server {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
-    store: Arc<SledStore>,
+    store: Arc<dyn Store>,
     /// The listener's TLS configuration, when it serves TLS.
     tls: Option<Arc<Tls>>,
     /// The hourly reminder that `--insecure-no-auth` is in force.
@@ -81,14 +81,9 @@ impl Server {
         let auth = crate::auth::Auth::from_config(&config)
             .await
             .map_err(|m| Error::invalid("configuration", m))?;
-        let store = Arc::new(SledStore::open(&SledConfig {
-            path: config.data_dir.clone(),
-            cache_capacity: config.cache_mb.saturating_mul(1024 * 1024),
-            durability: config.durability,
-            min_free_bytes: config.min_free_mb.saturating_mul(1024 * 1024),
-            faults: config.faults.clone(),
-        })?);
-        let service = Service::new(store.clone() as Arc<dyn Store>).with_query_limits(QueryLimits {
+        let backend = config.backend();
+        let store = backend.open().await?;
+        let service = Service::new(store.clone()).with_query_limits(QueryLimits {
             max_orderby_matches: config.max_orderby_matches,
         });
         let listener = TcpListener::bind(config.listen)
@@ -105,7 +100,7 @@ impl Server {
             tokio::spawn(crate::tls::reload_on_sighup(tls.clone(), signal.clone()));
         }
         let task = tokio::spawn(accept_loop(listener, app, tls.clone(), config.clone(), signal));
-        tracing::info!(%addr, tls = tls.is_some(), auth = auth_enabled, data_dir = %config.data_dir.display(), durability = ?config.durability, "statusd serving gRPC and REST");
+        tracing::info!(%addr, tls = tls.is_some(), auth = auth_enabled, store = %backend.describe(), durability = ?config.durability, "statusd serving gRPC and REST");
         let insecure_reminder = (config.insecure_no_auth && !auth_enabled).then(|| {
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(INSECURE_REMINDER);

@@ -36,39 +36,40 @@ impl Sled {
     }
 }
 
+#[async_trait::async_trait]
 impl Backend for Sled {
     fn name(&self) -> &str {
         "sled"
     }
 
-    fn open(&self) -> Arc<dyn Store> {
+    async fn open(&self) -> Arc<dyn Store> {
         self.open_sled()
     }
 }
 
 /// A store on a fresh directory (the directory outlives the test's store
 /// because the backend is returned alongside it).
-fn fresh() -> (Sled, Arc<dyn Store>) {
+async fn fresh() -> (Sled, Arc<dyn Store>) {
     let backend = Sled::new();
-    let store = backend.open();
+    let store = backend.open().await;
     (backend, store)
 }
 
 #[tokio::test]
 async fn parent_crud() {
-    let (_b, store) = fresh();
+    let (_b, store) = fresh().await;
     conformance::parent_crud(store).await;
 }
 
 #[tokio::test]
 async fn status_crud() {
-    let (_b, store) = fresh();
+    let (_b, store) = fresh().await;
     conformance::status_crud(store).await;
 }
 
 #[tokio::test]
 async fn references() {
-    let (_b, store) = fresh();
+    let (_b, store) = fresh().await;
     conformance::references(store).await;
 }
 
@@ -100,19 +101,19 @@ async fn cascade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compare_and_swap() {
-    let (_b, store) = fresh();
+    let (_b, store) = fresh().await;
     conformance::compare_and_swap(store, 16, 20).await;
 }
 
 #[tokio::test]
 async fn ordered_paging() {
-    let (_b, store) = fresh();
+    let (_b, store) = fresh().await;
     conformance::ordered_paging(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paging_while_changing() {
-    let (_b, store) = fresh();
+    let (_b, store) = fresh().await;
     conformance::paging_while_changing(store, 300, 7).await;
 }
 

@@ -6,6 +6,7 @@
 //! version byte, and an unknown byte is refused rather than misread.
 
 use crate::error::{Error, Result};
+use crate::model::limits::MAX_RECORD_BYTES;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// The version byte written in front of every record.
@@ -25,6 +26,23 @@ pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_into_std_write(record, &mut out, bincode::config::standard())
         .map_err(|e| Error::Internal(format!("cannot encode record: {e}")))?;
     Ok(out)
+}
+
+/// Encodes a record for storage. The model's size checks keep every valid
+/// record within [`MAX_RECORD_BYTES`]; this is the backstop (for sled, it
+/// keeps a record out of the unsynced blob files whatever happens above).
+pub fn encode_record<T: Serialize>(record: &T) -> Result<Vec<u8>> {
+    let bytes = encode(record)?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Error::invalid(
+            "record",
+            format!(
+                "the record would take {} bytes stored; at most {MAX_RECORD_BYTES} are allowed",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Decodes a record written by [`encode`]; unknown versions and malformed

@@ -27,15 +27,70 @@ mod codec;
 mod durable_dir;
 mod flusher;
 pub mod keys;
+pub mod postgres;
 mod sled_store;
 mod space;
 
 pub use codec::{decode, encode, RECORD_VERSION};
 pub use flusher::Durability;
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use sled_store::{FaultInjection, IntegrityReport, SledConfig, SledStore};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Parent, ParentKind, Status, StatusKind};
+
+// The errors every backend answers with, worded once.
+
+/// A create of a parent whose id is taken.
+fn parent_exists(kind: ParentKind, id: &str) -> Error {
+    Error::AlreadyExists(format!("a {kind} with id '{id}' already exists"))
+}
+
+/// A create of a status whose id is taken under its parent.
+fn status_exists(kind: StatusKind, parent_id: &str, id: &str) -> Error {
+    Error::AlreadyExists(format!(
+        "a {kind} with id '{id}' already exists under {} '{parent_id}'",
+        kind.parent
+    ))
+}
+
+/// A status write under a parent that does not exist.
+fn parent_missing(kind: ParentKind, id: &str) -> Error {
+    Error::NotFound(format!("{kind} '{id}' does not exist"))
+}
+
+/// A certificate reference (`field`) to a device configuration that does not exist.
+fn reference_missing(field: &str, target: &str) -> Error {
+    Error::invalid(field, format!("deviceConfiguration '{target}' does not exist"))
+}
+
+/// The backend to open, chosen at start (DESIGN §10: nothing above `store/`
+/// names one).
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// sled in a local data directory (the embedded default).
+    Sled(SledConfig),
+    /// A PostgreSQL (protocol) database that replicas share.
+    Postgres(PostgresConfig),
+}
+
+impl BackendConfig {
+    /// Opens the backend.
+    pub async fn open(&self) -> Result<std::sync::Arc<dyn Store>> {
+        Ok(match self {
+            BackendConfig::Sled(c) => std::sync::Arc::new(SledStore::open(c)?),
+            BackendConfig::Postgres(c) => std::sync::Arc::new(PostgresStore::connect(c).await?),
+        })
+    }
+
+    /// Where the data lives, for logs (a database URL without its password).
+    pub fn describe(&self) -> String {
+        match self {
+            BackendConfig::Sled(c) => format!("sled in {}", c.path.display()),
+            BackendConfig::Postgres(c) => format!("PostgreSQL at {}", postgres::redacted(&c.url)),
+        }
+    }
+}
 
 /// A storage backend (see the module docs for the contract).
 #[async_trait::async_trait]

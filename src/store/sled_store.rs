@@ -7,6 +7,7 @@
 //! id is the tail of its key).
 
 use super::cascade::{CascadeTrees, Cascader, INLINE_BATCHES};
+use super::codec::encode_record;
 use super::flusher::{Durability, FlushTarget, Flusher};
 use super::space::SpaceGuard;
 use super::{codec, durable_dir, keys, Store};
@@ -275,23 +276,6 @@ fn open_error(path: &std::path::Path, e: sled::Error) -> Error {
     }
 }
 
-/// Encodes a record for storage. The model's size checks keep every valid
-/// record within [`MAX_RECORD_BYTES`]; this is the backstop that keeps a
-/// record out of sled's unsynced blob files whatever happens above.
-fn encode_record<T: serde::Serialize>(record: &T) -> Result<Vec<u8>> {
-    let bytes = codec::encode(record)?;
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(Error::invalid(
-            "record",
-            format!(
-                "the record would take {} bytes stored; at most {MAX_RECORD_BYTES} are allowed",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok(bytes)
-}
-
 fn check_format(db: &sled::Db) -> Result<()> {
     match db.get(FORMAT_KEY)? {
         None => {
@@ -321,9 +305,8 @@ fn check_references(
 ) -> Result<(), ConflictableTransactionError<Error>> {
     for (field, target) in references {
         if parents.get(keys::parent_key(target))?.is_none() {
-            return Err(ConflictableTransactionError::Abort(Error::invalid(
-                *field,
-                format!("deviceConfiguration '{target}' does not exist"),
+            return Err(ConflictableTransactionError::Abort(super::reference_missing(
+                field, target,
             )));
         }
     }
@@ -367,10 +350,9 @@ impl Store for SledStore {
                 ))));
             }
             if parents.get(keys::parent_key(&parent.id))?.is_some() {
-                return Err(ConflictableTransactionError::Abort(Error::AlreadyExists(format!(
-                    "a {kind} with id '{}' already exists",
-                    parent.id
-                ))));
+                return Err(ConflictableTransactionError::Abort(super::parent_exists(
+                    kind, &parent.id,
+                )));
             }
             check_references(parents, &references)?;
             parents.insert(keys::parent_key(&parent.id), value.as_slice())?;
@@ -468,13 +450,8 @@ impl Store for SledStore {
                 .is_ok())
         })?;
         match inserted {
-            None => return Err(Error::NotFound(format!("{} '{parent_id}' does not exist", kind.parent))),
-            Some(false) => {
-                return Err(Error::AlreadyExists(format!(
-                    "a {kind} with id '{}' already exists under {} '{parent_id}'",
-                    status.id, kind.parent
-                )))
-            }
+            None => return Err(super::parent_missing(kind.parent, parent_id)),
+            Some(false) => return Err(super::status_exists(kind, parent_id, &status.id)),
             Some(true) => {}
         }
         self.flusher.commit().await

@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 
 /// A backend under test: how to open (and, after every handle is dropped,
 /// reopen) the same storage.
+#[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     /// Names the backend in failure messages.
     fn name(&self) -> &str;
     /// Opens the storage. Called again only once every handle of the previous
     /// open has been dropped.
-    fn open(&self) -> Arc<dyn Store>;
+    async fn open(&self) -> Arc<dyn Store>;
 }
 
 /// Ids unique to one run of one check: `<check>-<nanos>-<local>`.
@@ -912,7 +913,7 @@ pub async fn durable_on_return(backend: &dyn Backend) {
     let mut gone_parents: Vec<(ParentKind, String)> = Vec::new();
     let mut gone_statuses: Vec<(StatusKind, String, String)> = Vec::new();
     {
-        let store = backend.open();
+        let store = backend.open().await;
         for kind in ParentKind::ALL {
             let pid = run.id(kind.collection());
             let p = parent(kind, &pid);
@@ -958,7 +959,7 @@ pub async fn durable_on_return(backend: &dyn Backend) {
             backend.name()
         );
     }
-    let store = backend.open();
+    let store = backend.open().await;
     for (kind, p) in &parents {
         assert_eq!(
             store.get_parent(*kind, &p.id).await.unwrap().as_ref(),

@@ -1,0 +1,442 @@
+//! The PostgreSQL backend: several statusd replicas on one database.
+//!
+//! Integrity comes from the database, not from in-process locks, because
+//! replicas share it (DESIGN §10): a status's foreign key to its parent (`ON
+//! DELETE CASCADE`) makes the parent check and the cascade atomic, primary
+//! keys refuse duplicates, compare-and-swap is an `UPDATE … WHERE record =
+//! expected`, and a new certificate reference holds its target with `FOR KEY
+//! SHARE` until the write commits. Every write is one statement or one short
+//! transaction, retried on serialization failures (SQLSTATE 40001/40P01), so
+//! the same SQL is correct under SERIALIZABLE engines (CockroachDB,
+//! YugabyteDB). Acknowledged means committed: each connection sets
+//! `synchronous_commit = on`.
+//!
+//! Connections come from a pool (`deadpool-postgres`); tokio-postgres
+//! pipelines the statements of concurrent requests that share one.
+
+mod errors;
+mod schema;
+
+pub use schema::SCHEMA_VERSION;
+
+use super::codec::{self, encode_record};
+use super::{parent_exists, parent_missing, reference_missing, status_exists, Store};
+use crate::error::{Error, Result};
+use crate::model::{Parent, ParentKind, Status, StatusBody, StatusKind};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use errors::{db_error, retrying, violates, DbFailure};
+use schema::{ParentSql, StatusSql};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// A libpq-style URL or key=value string: host lists and
+    /// `target_session_attrs=read-write` fail over to the primary.
+    pub url: String,
+    /// Most connections this process opens.
+    pub pool_size: usize,
+    /// Longest wait for a connection (to open, or to come free).
+    pub connect_timeout: Duration,
+}
+
+/// A store on a PostgreSQL (protocol) database.
+pub struct PostgresStore {
+    pool: Pool,
+    parents: [ParentSql; 3],
+    statuses: [StatusSql; 6],
+}
+
+fn parent_index(kind: ParentKind) -> usize {
+    ParentKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .expect("every kind is in ALL")
+}
+
+fn status_index(kind: StatusKind) -> usize {
+    StatusKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .expect("every kind is in ALL")
+}
+
+/// The URL without its password, for logs and messages.
+pub fn redacted(url: &str) -> String {
+    match tokio_postgres::Config::from_str(url) {
+        Ok(c) => {
+            let hosts: Vec<String> = c
+                .get_hosts()
+                .iter()
+                .zip(c.get_ports().iter().chain(std::iter::repeat(&5432)))
+                .map(|(h, p)| match h {
+                    tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .collect();
+            format!(
+                "postgres://{}@{}/{}",
+                c.get_user().unwrap_or(""),
+                hosts.join(","),
+                c.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "(unparsable database URL)".to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects, migrates the schema to [`SCHEMA_VERSION`] and opens the pool.
+    pub async fn connect(config: &PostgresConfig) -> Result<PostgresStore> {
+        let mut pg = tokio_postgres::Config::from_str(&config.url)
+            .map_err(|e| Error::invalid("database-url", format!("not a PostgreSQL URL: {e}")))?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(config.connect_timeout);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("statusd");
+        }
+        let where_ = redacted(&config.url);
+
+        // The schema first, on a connection of its own.
+        let (mut client, connection) = pg
+            .connect(NoTls)
+            .await
+            .map_err(|e| db_error(e, &format!("connecting to {where_}")))?;
+        let conn_task = tokio::spawn(connection);
+        let version = schema::migrate(&mut client).await?;
+        schema::check_version(version)?;
+        warn_if_not_durable(&client).await;
+        drop(client);
+        let _ = conn_task.await;
+
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(config.connect_timeout))
+            .wait_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    // Acknowledged means committed. An engine without the
+                    // setting (its commits are synchronous) is fine.
+                    match client.batch_execute("SET synchronous_commit = on").await {
+                        Ok(()) => Ok(()),
+                        Err(e) if violates(&e, &SqlState::UNDEFINED_OBJECT) => Ok(()),
+                        Err(e) => Err(HookError::Backend(e)),
+                    }
+                })
+            }))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the database pool: {e}")))?;
+        tracing::info!(database = %where_, schema = version, pool = config.pool_size, "PostgreSQL store open");
+        Ok(PostgresStore {
+            pool,
+            parents: ParentKind::ALL.map(ParentSql::new),
+            statuses: StatusKind::ALL.map(StatusSql::new),
+        })
+    }
+
+    fn parent_sql(&self, kind: ParentKind) -> &ParentSql {
+        &self.parents[parent_index(kind)]
+    }
+
+    fn status_sql(&self, kind: StatusKind) -> &StatusSql {
+        &self.statuses[status_index(kind)]
+    }
+
+    /// Writes a parent (insert, or swap when `expected` is given) while
+    /// holding the targets of its new references. `Ok(false)`: the swap
+    /// found another record.
+    async fn write_parent_with_references(
+        &self,
+        kind: ParentKind,
+        parent: &Parent,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        references: &[(&'static str, &str)],
+    ) -> Result<bool, DbFailure> {
+        let sql = self.parent_sql(kind);
+        let targets = self.parent_sql(ParentKind::DeviceConfiguration);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let ids: Vec<&str> = references.iter().map(|(_, t)| *t).collect();
+        let found = tx
+            .query(&tx.prepare_cached(&targets.lock_existing).await?, &[&ids])
+            .await?;
+        if let Some((field, target)) = references
+            .iter()
+            .find(|(_, t)| !found.iter().any(|row| row.get::<_, &str>(0) == *t))
+        {
+            return Err(reference_missing(field, target).into());
+        }
+        let written = match expected {
+            None => match tx
+                .execute(&tx.prepare_cached(&sql.insert).await?, &[&parent.id, &value])
+                .await
+            {
+                Ok(n) => n,
+                Err(e) if violates(&e, &SqlState::UNIQUE_VIOLATION) => {
+                    return Err(parent_exists(kind, &parent.id).into())
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Some(old) => {
+                tx.execute(&tx.prepare_cached(&sql.swap).await?, &[&parent.id, &old, &value])
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(written == 1)
+    }
+}
+
+/// Logs a warning when the database would acknowledge commits it may lose.
+async fn warn_if_not_durable(client: &tokio_postgres::Client) {
+    for setting in ["fsync", "synchronous_commit"] {
+        if let Ok(row) = client.query_one(&format!("SHOW {setting}"), &[]).await {
+            let value: String = row.get(0);
+            if value == "off" {
+                tracing::warn!(
+                    setting,
+                    "the database has {setting} off: a crash of the database can lose acknowledged writes"
+                );
+            }
+        }
+    }
+}
+
+fn decode_parent(record: &[u8]) -> Result<Parent> {
+    codec::decode(record)
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn create_parent(&self, kind: ParentKind, parent: &Parent) -> Result<()> {
+        let value = encode_record(parent)?;
+        let references = parent.new_references(None);
+        let sql = self.parent_sql(kind);
+        retrying("creating a parent", || async {
+            if !references.is_empty() {
+                return self
+                    .write_parent_with_references(kind, parent, None, &value, &references)
+                    .await
+                    .map(drop);
+            }
+            let client = self.pool.get().await?;
+            match client
+                .execute(&client.prepare_cached(&sql.insert).await?, &[&parent.id, &value])
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if violates(&e, &SqlState::UNIQUE_VIOLATION) => Err(parent_exists(kind, &parent.id).into()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn get_parent(&self, kind: ParentKind, id: &str) -> Result<Option<Parent>> {
+        let sql = self.parent_sql(kind);
+        let row = retrying("reading a parent", || async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .query_opt(&client.prepare_cached(&sql.get).await?, &[&id])
+                .await?)
+        })
+        .await?;
+        row.map(|r| decode_parent(r.get(0))).transpose()
+    }
+
+    async fn replace_parent(&self, kind: ParentKind, expected: &Parent, new: &Parent) -> Result<bool> {
+        let old = codec::encode(expected)?;
+        let value = encode_record(new)?;
+        let references = new.new_references(Some(expected));
+        let sql = self.parent_sql(kind);
+        retrying("replacing a parent", || async {
+            if !references.is_empty() {
+                return self
+                    .write_parent_with_references(kind, new, Some(&old), &value, &references)
+                    .await;
+            }
+            let client = self.pool.get().await?;
+            let n = client
+                .execute(&client.prepare_cached(&sql.swap).await?, &[&new.id, &old, &value])
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<bool> {
+        let sql = self.parent_sql(kind);
+        retrying("deleting a parent", || async {
+            let client = self.pool.get().await?;
+            // The foreign keys remove its statuses in the same statement.
+            let n = client
+                .execute(&client.prepare_cached(&sql.delete).await?, &[&id])
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn list_parents(&self, kind: ParentKind, after: Option<&str>, limit: usize) -> Result<Vec<Parent>> {
+        let sql = self.parent_sql(kind);
+        let limit = limit_param(limit);
+        let rows = retrying("listing parents", || async {
+            let client = self.pool.get().await?;
+            Ok(match after {
+                None => {
+                    client
+                        .query(&client.prepare_cached(&sql.list_first).await?, &[&limit])
+                        .await?
+                }
+                Some(a) => {
+                    client
+                        .query(&client.prepare_cached(&sql.list_after).await?, &[&limit, &a])
+                        .await?
+                }
+            })
+        })
+        .await?;
+        rows.iter().map(|r| decode_parent(r.get(0))).collect()
+    }
+
+    async fn create_status(&self, kind: StatusKind, parent_id: &str, status: &Status) -> Result<()> {
+        let value = encode_record(&status.body)?;
+        let sql = self.status_sql(kind);
+        retrying("creating a status", || async {
+            let client = self.pool.get().await?;
+            // The foreign key checks the parent atomically with the insert.
+            match client
+                .execute(
+                    &client.prepare_cached(&sql.insert).await?,
+                    &[&parent_id, &status.id, &value],
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if violates(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
+                    Err(parent_missing(kind.parent, parent_id).into())
+                }
+                Err(e) if violates(&e, &SqlState::UNIQUE_VIOLATION) => {
+                    Err(status_exists(kind, parent_id, &status.id).into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>> {
+        let sql = self.status_sql(kind);
+        let row = retrying("reading a status", || async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .query_opt(&client.prepare_cached(&sql.get).await?, &[&parent_id, &id])
+                .await?)
+        })
+        .await?;
+        row.map(|r| {
+            Ok(Status {
+                id: id.to_owned(),
+                body: codec::decode::<StatusBody>(r.get(0))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn replace_status(&self, kind: StatusKind, parent_id: &str, expected: &Status, new: &Status) -> Result<bool> {
+        let old = codec::encode(&expected.body)?;
+        let value = encode_record(&new.body)?;
+        let sql = self.status_sql(kind);
+        retrying("replacing a status", || async {
+            let client = self.pool.get().await?;
+            let n = client
+                .execute(
+                    &client.prepare_cached(&sql.swap).await?,
+                    &[&parent_id, &new.id, &old, &value],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
+        let sql = self.status_sql(kind);
+        retrying("deleting a status", || async {
+            let client = self.pool.get().await?;
+            let n = client
+                .execute(&client.prepare_cached(&sql.delete).await?, &[&parent_id, &id])
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn list_statuses(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Status>> {
+        let sql = self.status_sql(kind);
+        let limit = limit_param(limit);
+        let rows = retrying("listing statuses", || async {
+            let client = self.pool.get().await?;
+            Ok(match after {
+                None => {
+                    client
+                        .query(&client.prepare_cached(&sql.list_first).await?, &[&parent_id, &limit])
+                        .await?
+                }
+                Some(a) => {
+                    client
+                        .query(
+                            &client.prepare_cached(&sql.list_after).await?,
+                            &[&parent_id, &limit, &a],
+                        )
+                        .await?
+                }
+            })
+        })
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Status {
+                    id: r.get::<_, String>(0),
+                    body: codec::decode::<StatusBody>(r.get(1))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // Every acknowledged write is already committed.
+        Ok(())
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.pool.close();
+    }
+}

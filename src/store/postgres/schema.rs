@@ -1,0 +1,157 @@
+//! The schema: versioned migrations shipped in the binary, applied at start,
+//! and the statements each collection is read and written with.
+//!
+//! Migrations are plain SQL that PostgreSQL and the PostgreSQL-protocol
+//! distributed engines run (no PL/pgSQL, triggers or advisory locks). Several
+//! replicas may start at once: each migration commits together with its row
+//! in `statusd_schema_migrations`, and a replica that loses the race to
+//! another one (a duplicate table or version) reads the version again.
+
+use super::errors::{db_error, is_migration_race};
+use crate::error::{Error, Result};
+use crate::model::{ParentKind, StatusKind, StatusShape};
+
+/// The migrations, in order: (version, what it does, SQL).
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "one table per collection", include_str!("0001_initial.sql"))];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS statusd_schema_migrations (
+    version integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+
+/// Brings the database's schema up to [`SCHEMA_VERSION`]; refuses a database
+/// that a newer statusd has migrated further.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32> {
+    const ATTEMPTS: usize = 10;
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        match migrate_once(client).await {
+            Ok(version) => return Ok(version),
+            Err(e) if is_migration_race(&e) => {
+                // Another replica migrated at the same moment: look again.
+                last = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(db_error(e, "migrating the database schema")),
+        }
+    }
+    Err(db_error(
+        last.expect("at least one attempt failed"),
+        "migrating the database schema (still racing other replicas)",
+    ))
+}
+
+async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+    client.batch_execute(CREATE_VERSIONS).await?;
+    loop {
+        let row = client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM statusd_schema_migrations", &[])
+            .await?;
+        let current: i32 = row.get(0);
+        if current > SCHEMA_VERSION {
+            // Not retryable: reported as is by the caller's check below.
+            return Ok(current);
+        }
+        let Some(&(version, description, sql)) = MIGRATIONS.iter().find(|(v, _, _)| *v > current) else {
+            return Ok(current);
+        };
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO statusd_schema_migrations (version, description) VALUES ($1, $2)",
+            &[&version, &description],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, description, "database schema migrated");
+    }
+}
+
+/// Refuses a schema newer than this build knows.
+pub fn check_version(found: i32) -> Result<()> {
+    if found > SCHEMA_VERSION {
+        return Err(Error::Internal(format!(
+            "the database schema is version {found}, newer than this statusd's {SCHEMA_VERSION}: \
+             run a statusd at least as new as the one that migrated it"
+        )));
+    }
+    Ok(())
+}
+
+/// The table of a parent collection (as created by the migrations).
+pub fn parent_table(kind: ParentKind) -> &'static str {
+    match kind {
+        ParentKind::DeviceCompliancePolicy => "device_compliance_policies",
+        ParentKind::MobileAppConfiguration => "mobile_app_configurations",
+        ParentKind::DeviceConfiguration => "device_configurations",
+    }
+}
+
+/// The table of a status collection (as created by the migrations).
+pub fn status_table(kind: StatusKind) -> &'static str {
+    use ParentKind::*;
+    use StatusShape::*;
+    match (kind.parent, kind.shape) {
+        (DeviceCompliancePolicy, User) => "device_compliance_policy_user_statuses",
+        (DeviceCompliancePolicy, Device) => "device_compliance_policy_device_statuses",
+        (MobileAppConfiguration, User) => "mobile_app_configuration_user_statuses",
+        (MobileAppConfiguration, Device) => "mobile_app_configuration_device_statuses",
+        (DeviceConfiguration, User) => "device_configuration_user_statuses",
+        (DeviceConfiguration, Device) => "device_configuration_device_statuses",
+    }
+}
+
+/// The statements of one parent collection.
+pub struct ParentSql {
+    pub insert: String,
+    pub get: String,
+    pub swap: String,
+    pub delete: String,
+    pub list_first: String,
+    pub list_after: String,
+    /// Locks referenced rows against a delete until the transaction ends.
+    pub lock_existing: String,
+}
+
+impl ParentSql {
+    pub fn new(kind: ParentKind) -> ParentSql {
+        let t = parent_table(kind);
+        ParentSql {
+            insert: format!("INSERT INTO {t} (id, record) VALUES ($1, $2)"),
+            get: format!("SELECT record FROM {t} WHERE id = $1"),
+            swap: format!("UPDATE {t} SET record = $3 WHERE id = $1 AND record = $2"),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            list_first: format!("SELECT record FROM {t} ORDER BY id LIMIT $1"),
+            list_after: format!("SELECT record FROM {t} WHERE id > $2 ORDER BY id LIMIT $1"),
+            lock_existing: format!("SELECT id FROM {t} WHERE id = ANY($1) FOR KEY SHARE"),
+        }
+    }
+}
+
+/// The statements of one status collection.
+pub struct StatusSql {
+    pub insert: String,
+    pub get: String,
+    pub swap: String,
+    pub delete: String,
+    pub list_first: String,
+    pub list_after: String,
+}
+
+impl StatusSql {
+    pub fn new(kind: StatusKind) -> StatusSql {
+        let t = status_table(kind);
+        StatusSql {
+            insert: format!("INSERT INTO {t} (parent_id, id, record) VALUES ($1, $2, $3)"),
+            get: format!("SELECT record FROM {t} WHERE parent_id = $1 AND id = $2"),
+            swap: format!("UPDATE {t} SET record = $4 WHERE parent_id = $1 AND id = $2 AND record = $3"),
+            delete: format!("DELETE FROM {t} WHERE parent_id = $1 AND id = $2"),
+            list_first: format!("SELECT id, record FROM {t} WHERE parent_id = $1 ORDER BY id LIMIT $2"),
+            list_after: format!("SELECT id, record FROM {t} WHERE parent_id = $1 AND id > $3 ORDER BY id LIMIT $2"),
+        }
+    }
+}
