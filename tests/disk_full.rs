@@ -54,6 +54,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let t = TestServer {
         server,
         dir: tempfile::tempdir().unwrap(),
+        database_url: None,
     };
     let ch = t.channel().await;
     let api = PARENTS[0];

@@ -24,7 +24,11 @@ async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::for_data_dir(dir.path());
     adjust(&mut config);
     let server = Server::start(config).await.expect("server starts");
-    TestServer { server, dir }
+    TestServer {
+        server,
+        dir,
+        database_url: None,
+    }
 }
 
 async fn create_policy(base: &str, id: &str) {
@@ -244,6 +248,7 @@ async fn long_scans_end_at_the_deadline_and_do_not_stall_other_requests() {
     let t = TestServer {
         server: Server::start(config).await.expect("server starts"),
         dir,
+        database_url: None,
     };
     let base = t.base_url();
     // A filter that matches nothing reads the whole collection.

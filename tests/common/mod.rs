@@ -8,37 +8,76 @@
 //! goes to the real, generated endpoint of its own service.
 #![allow(dead_code)]
 
+#[path = "../pg/mod.rs"]
+pub mod pg;
+
 use statusd::pb;
 use statusd::{Config, Server};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
+/// `STATUSD_TEST_BACKEND=postgres` runs the servers of the suites built on
+/// this harness (gRPC, REST, ...) on PostgreSQL (`STATUSD_TEST_DATABASE_URL`,
+/// a fresh schema per server) instead of sled; `.ci/run` runs the gRPC and
+/// REST suites both ways.
+pub const BACKEND_VAR: &str = "STATUSD_TEST_BACKEND";
+
+/// A database URL (a fresh schema) when the tests run on PostgreSQL.
+pub async fn test_database() -> Option<String> {
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Ok("postgres") => {
+            let base = pg::database_url().unwrap_or_else(|reason| panic!("{BACKEND_VAR}=postgres, but {reason}"));
+            Some(pg::fresh_schema(&base, "server").await)
+        }
+        Ok("sled") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("{BACKEND_VAR}={other}: expected sled or postgres"),
+    }
+}
+
+/// The test defaults on `dir`, on PostgreSQL when [`BACKEND_VAR`] asks.
+pub async fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::for_data_dir(dir);
+    c.database_url = test_database().await;
+    c
+}
+
 /// A running server and its data directory.
 pub struct TestServer {
     pub server: Server,
     pub dir: tempfile::TempDir,
+    /// The database (schema) it runs on, when on PostgreSQL.
+    pub database_url: Option<String>,
 }
 
 impl TestServer {
-    /// Starts a server on a fresh temp directory.
+    /// Starts a server on a fresh temp directory (or a fresh schema).
     pub async fn start() -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(dir).await
+        let database_url = test_database().await;
+        Self::start_on(dir, database_url).await
     }
 
-    /// Starts a server on an existing directory.
-    pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
-        let server = Server::start(Config::for_data_dir(dir.path()))
-            .await
-            .expect("server starts");
-        TestServer { server, dir }
+    /// Starts a server on an existing directory (or database).
+    async fn start_on(dir: tempfile::TempDir, database_url: Option<String>) -> TestServer {
+        let mut config = Config::for_data_dir(dir.path());
+        config.database_url = database_url.clone();
+        let server = Server::start(config).await.expect("server starts");
+        TestServer {
+            server,
+            dir,
+            database_url,
+        }
     }
 
-    /// Shuts down gracefully and starts again on the same directory.
+    /// Shuts down gracefully and starts again on the same storage.
     pub async fn restart(self) -> TestServer {
-        let TestServer { server, dir } = self;
+        let TestServer {
+            server,
+            dir,
+            database_url,
+        } = self;
         server.shutdown().await.expect("clean shutdown");
-        Self::start_in(dir).await
+        Self::start_on(dir, database_url).await
     }
 
     /// `http://127.0.0.1:port`.
@@ -60,7 +99,7 @@ impl TestServer {
 /// test defaults.
 pub async fn start_with(config: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::for_data_dir(dir.path());
+    let mut c = test_config(dir.path()).await;
     config(&mut c);
     (Server::start(c).await.unwrap(), dir)
 }
