@@ -73,3 +73,120 @@ pub async fn query_strings(url: &str, sql: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A PostgreSQL server of the test's own (started by
+/// `scripts/throwaway-postgres`), for tests that stop, kill and restart the
+/// database. Stopped and removed on drop.
+pub struct Cluster {
+    /// `postgres://statusd@127.0.0.1:PORT/statusd`.
+    pub url: String,
+    bindir: String,
+    dir: String,
+    port: String,
+}
+
+fn as_postgres(program: &str) -> std::process::Command {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+impl Cluster {
+    /// Starts one, or says why it cannot (no PostgreSQL installed).
+    pub fn start() -> Result<Cluster, String> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/throwaway-postgres");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .output()
+            .map_err(|e| format!("cannot run {script}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "no PostgreSQL server could be started here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let var = |name: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("export {name}='"))?
+                        .strip_suffix('\'')
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| panic!("{script} printed no {name}: {text}"))
+        };
+        Ok(Cluster {
+            url: var("STATUSD_TEST_DATABASE_URL"),
+            bindir: var("STATUSD_TEST_PG_BINDIR"),
+            dir: var("STATUSD_TEST_PG_DIR"),
+            port: var("STATUSD_TEST_PG_PORT"),
+        })
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        as_postgres(&format!("{}/pg_ctl", self.bindir))
+            .args(["-D", &format!("{}/data", self.dir)])
+            .args(args)
+            .output()
+            .expect("run pg_ctl")
+    }
+
+    /// Stops the server at once, without a shutdown checkpoint (as a crash
+    /// would; the next start recovers from the WAL).
+    pub fn stop_immediate(&self) {
+        let out = self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGKILLs the postmaster; its backends notice and exit.
+    pub fn kill_postmaster(&self) {
+        let pid_file = format!("{}/data/postmaster.pid", self.dir);
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("postmaster.pid")
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid in postmaster.pid");
+        // SAFETY: kill(2) on a pid we just read; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill -9 {pid}");
+    }
+
+    /// Starts the server again on the same directory and port (after a
+    /// postmaster kill, once its orphaned backends are gone).
+    pub fn start_again(&self) {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='{}' -c fsync=on -c synchronous_commit=on -c max_connections=200",
+            self.port, self.dir
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = format!("{}/server.log", self.dir);
+            let out = self.pg_ctl(&["-l", &log, "-w", "-t", "60", "-o", &options, "start"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL did not start again: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
