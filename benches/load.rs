@@ -54,6 +54,12 @@ struct Args {
     interference: u64,
     /// Serve with bearer-token auth and send a token with every request.
     auth: bool,
+    /// Compare sled with PostgreSQL (one and two replicas) instead.
+    postgres: bool,
+    /// The database for `--postgres` (else a throwaway server is started).
+    database_url: Option<String>,
+    /// Interleaved rounds of the `--postgres` comparison.
+    rounds: usize,
 }
 
 fn parse_args() -> Args {
@@ -66,6 +72,9 @@ fn parse_args() -> Args {
         server_args: Vec::new(),
         interference: 0,
         auth: false,
+        postgres: false,
+        database_url: None,
+        rounds: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,6 +88,9 @@ fn parse_args() -> Args {
             "--server-args" => a.server_args = value().split_whitespace().map(String::from).collect(),
             "--interference" => a.interference = value().parse().expect("interference"),
             "--auth" => a.auth = true,
+            "--postgres" => a.postgres = true,
+            "--database-url" => a.database_url = Some(value()),
+            "--rounds" => a.rounds = value().parse().expect("rounds"),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -133,12 +145,16 @@ async fn spawn_server(dir: tempfile::TempDir) -> (Spawned, String, Duration) {
 }
 
 async fn spawn_server_at(dir: tempfile::TempDir, addr: &str) -> (Spawned, String, Duration) {
+    spawn_server_with(dir, addr, SERVER_ARGS.get().map_or(&[][..], Vec::as_slice)).await
+}
+
+async fn spawn_server_with(dir: tempfile::TempDir, addr: &str, extra: &[String]) -> (Spawned, String, Duration) {
     let addr = addr.to_owned();
     let started = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
         .args(["--listen", &addr, "--data-dir"])
         .arg(dir.path())
-        .args(SERVER_ARGS.get().map_or(&[][..], Vec::as_slice))
+        .args(extra)
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start statusd");
@@ -447,6 +463,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if args.postgres {
+        rt.block_on(compare_postgres(&args));
+        return;
+    }
     rt.block_on(async move {
         let (spawned, addr) = match &args.addr {
             Some(a) => (None, a.clone()),
@@ -652,4 +672,176 @@ async fn interference(addr: &str, chans: &[Channel], n: u64, secs: f64, known: A
         stored,
         mean * 1000.0
     );
+}
+
+/// A free loopback address.
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// The database of `--postgres`: `--database-url`, else a throwaway server
+/// started with `scripts/throwaway-postgres` (returned: how to stop it).
+fn bench_database(args: &Args) -> (String, Option<String>) {
+    if let Some(url) = &args.database_url {
+        return (url.clone(), None);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/throwaway-postgres");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run throwaway-postgres");
+    assert!(
+        out.status.success(),
+        "no PostgreSQL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let var = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("export {name}='"))?
+                    .strip_suffix('\'')
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    (var("STATUSD_TEST_DATABASE_URL"), Some(var("STATUSD_TEST_PG_STOP")))
+}
+
+/// A fresh schema of `url`, and a URL whose connections use it.
+async fn fresh_schema(url: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let task = tokio::spawn(conn);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("bench_{nanos:x}");
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create schema");
+    drop(client);
+    let _ = task.await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Creates the benchmark's policy and some statuses for the list rows.
+async fn prepare(chans: &[Channel]) -> Arc<Vec<String>> {
+    let _ = Policies::new(chans[0].clone())
+        .create_device_compliance_policy(authed(pb::CreateDeviceCompliancePolicyRequest {
+            device_compliance_policy: Some(pb::DeviceCompliancePolicy {
+                odata_type: "#microsoft.graph.windows10CompliancePolicy".into(),
+                id: PARENT.into(),
+                display_name: "bench".into(),
+                ..Default::default()
+            }),
+        }))
+        .await;
+    Arc::new(preload_small(chans).await)
+}
+
+/// `--postgres`: durable create and list pages on sled, on PostgreSQL
+/// through one replica, and through two replicas sharing the database,
+/// in interleaved rounds, each row with its ratio to the no-op and to sled
+/// measured in the same round.
+async fn compare_postgres(args: &Args) {
+    let (base_url, stop) = bench_database(args);
+    let url = fresh_schema(&base_url).await;
+    let extra: Vec<String> = args.server_args.clone();
+    let mut pg_args = extra.clone();
+    pg_args.extend(["--database-url".to_owned(), url.clone()]);
+    let (sled, sled_addr, _) = spawn_server_with(tempfile::tempdir().unwrap(), &free_addr(), &extra).await;
+    let (pg_a, a_addr, _) = spawn_server_with(tempfile::tempdir().unwrap(), &free_addr(), &pg_args).await;
+    let (pg_b, b_addr, _) = spawn_server_with(tempfile::tempdir().unwrap(), &free_addr(), &pg_args).await;
+    let sled_chans = channels(&sled_addr, 4).await;
+    let a_chans = channels(&a_addr, 4).await;
+    let mut both_chans = channels(&a_addr, 2).await;
+    both_chans.extend(channels(&b_addr, 2).await);
+    let sled_known = prepare(&sled_chans).await;
+    let pg_known = prepare(&a_chans).await;
+    println!(
+        "sled vs PostgreSQL ({}), {} rounds of {} s per row",
+        statusd::store::postgres::redacted(&base_url),
+        args.rounds,
+        args.seconds
+    );
+    println!(
+        "{:<5} {:<16} {:<12} {:>5} {:>10} {:>9} {:>9} {:>7} {:>7} {:>7}",
+        "round", "backend", "scenario", "conc", "ops/s", "p50 ms", "p99 ms", "errors", "/noop", "/sled"
+    );
+    let backends: [(&str, &str, &[Channel], &Arc<Vec<String>>); 3] = [
+        ("sled", &sled_addr, &sled_chans, &sled_known),
+        ("postgres", &a_addr, &a_chans, &pg_known),
+        ("postgres x2", &a_addr, &both_chans, &pg_known),
+    ];
+    let mut ratios: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for round in 1..=args.rounds {
+        for &conc in &args.concurrency {
+            let noop = run(
+                "grpc-noop",
+                conc,
+                args.seconds,
+                &sled_addr,
+                &sled_chans,
+                sled_known.clone(),
+            )
+            .await;
+            let noop_rate = noop.ops as f64 / noop.secs;
+            for scenario in ["grpc-create", "grpc-list", "rest-create"] {
+                let mut sled_rate = None;
+                for (name, addr, chans, known) in backends {
+                    if name == "postgres x2" && scenario == "rest-create" {
+                        continue;
+                    }
+                    let r = run(scenario, conc, args.seconds, addr, chans, (*known).clone()).await;
+                    let rate = r.ops as f64 / r.secs;
+                    let vs_sled = sled_rate.map_or(String::from("-"), |s: f64| format!("{:.2}", rate / s));
+                    if name == "sled" {
+                        sled_rate = Some(rate);
+                    } else if let Some(s) = sled_rate {
+                        ratios
+                            .entry(format!("{name} {scenario} c{conc} / sled"))
+                            .or_default()
+                            .push(rate / s);
+                    }
+                    println!(
+                        "{:<5} {:<16} {:<12} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>7.2} {:>7}",
+                        round,
+                        name,
+                        scenario,
+                        conc,
+                        rate,
+                        pct(&r.lat_us, 0.5),
+                        pct(&r.lat_us, 0.99),
+                        r.errors,
+                        rate / noop_rate,
+                        vs_sled
+                    );
+                }
+            }
+        }
+    }
+    println!("same-round ratios (min / median / max over {} rounds):", args.rounds);
+    for (what, mut v) in ratios {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "  {what:<40} {:.2} / {:.2} / {:.2}",
+            v[0],
+            v[v.len() / 2],
+            v[v.len() - 1]
+        );
+    }
+    drop((sled, pg_a, pg_b));
+    if let Some(stop) = stop {
+        let _ = std::process::Command::new("bash").arg("-c").arg(stop).status();
+    }
 }

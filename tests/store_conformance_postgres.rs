@@ -55,11 +55,9 @@ impl Backend for Postgres {
     }
 
     async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(
-            PostgresStore::connect(&self.config())
-                .await
-                .expect("PostgreSQL store opens"),
-        )
+        PostgresStore::connect(&self.config())
+            .await
+            .expect("PostgreSQL store opens")
     }
 }
 
@@ -161,7 +159,7 @@ async fn replicas_starting_together_migrate_once() {
         let config = backend.config();
         tokio::spawn(async move { PostgresStore::connect(&config).await })
     });
-    let stores: Vec<PostgresStore> = futures::future::join_all(opens)
+    let stores: Vec<Arc<PostgresStore>> = futures::future::join_all(opens)
         .await
         .into_iter()
         .map(|r| r.unwrap().expect("every replica opens"))

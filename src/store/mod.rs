@@ -79,7 +79,7 @@ impl BackendConfig {
     pub async fn open(&self) -> Result<std::sync::Arc<dyn Store>> {
         Ok(match self {
             BackendConfig::Sled(c) => std::sync::Arc::new(SledStore::open(c)?),
-            BackendConfig::Postgres(c) => std::sync::Arc::new(PostgresStore::connect(c).await?),
+            BackendConfig::Postgres(c) => PostgresStore::connect(c).await?,
         })
     }
 

@@ -497,7 +497,10 @@ pub async fn references(store: Arc<dyn Store>) {
 /// survives the delete: none is visible after it returns, and none
 /// resurfaces when the parent id is created again. Many tasks create
 /// statuses of both shapes while one task deletes the parent, `rounds`
-/// times. Returns the ids of every parent it used (a backend's own test may
+/// times; as many create statuses under a bystander parent of the same
+/// collection meanwhile, and every one of those acknowledged must be
+/// stored (a backend that writes creates in groups must not let the
+/// deleted parent's failure take a bystander's acknowledged row with it). Returns the ids of every parent it used (a backend's own test may
 /// look inside the storage for orphans afterwards).
 pub async fn atomic_parent_check_under_race(store: Arc<dyn Store>, rounds: usize, writers: usize) -> Vec<String> {
     let run = Run::new("race");
@@ -527,6 +530,27 @@ pub async fn atomic_parent_check_under_race(store: Arc<dyn Store>, rounds: usize
                 })
             })
             .collect();
+        let bystander = run.id(&format!("bystander{round}"));
+        store.create_parent(kind, &parent(kind, &bystander)).await.unwrap();
+        let stop_bystanders = Arc::new(AtomicBool::new(false));
+        let bystanders: Vec<_> = (0..writers)
+            .map(|w| {
+                let (store, bystander, stop) = (store.clone(), bystander.clone(), stop_bystanders.clone());
+                tokio::spawn(async move {
+                    let sk = kind.status_kinds()[w % 2];
+                    let mut acknowledged = Vec::new();
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let s = status(sk.shape, &format!("b{w}-{i:05}"));
+                        store.create_status(sk, &bystander, &s).await.unwrap();
+                        acknowledged.push((sk, s.id));
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
         // Delete once the writers are under way (and keep writing).
         while started.load(Ordering::Relaxed) < writers * 3 {
             tokio::task::yield_now().await;
@@ -540,6 +564,15 @@ pub async fn atomic_parent_check_under_race(store: Arc<dyn Store>, rounds: usize
             acknowledged.extend(t.await.expect("writer task"));
         }
         assert!(!acknowledged.is_empty());
+        stop_bystanders.store(true, Ordering::Relaxed);
+        for t in bystanders {
+            for (sk, id) in t.await.expect("bystander task") {
+                assert!(
+                    store.get_status(sk, &bystander, &id).await.unwrap().is_some(),
+                    "round {round}: {sk} {id} of the bystander parent was acknowledged but is not stored"
+                );
+            }
+        }
         acknowledged_total += acknowledged.len();
         for sk in kind.status_kinds() {
             assert!(

@@ -14,6 +14,7 @@
 //! Connections come from a pool (`deadpool-postgres`); tokio-postgres
 //! pipelines the statements of concurrent requests that share one.
 
+mod batch;
 mod errors;
 mod schema;
 
@@ -26,8 +27,11 @@ use crate::model::{Parent, ParentKind, Status, StatusBody, StatusKind};
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use errors::{db_error, retrying, violates, DbFailure};
 use schema::{ParentSql, StatusSql};
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
@@ -48,6 +52,8 @@ pub struct PostgresStore {
     pool: Pool,
     parents: [ParentSql; 3],
     statuses: [StatusSql; 6],
+    /// Each status collection's queue of creates (see [`batch`]).
+    creates: [batch::Queue; 6],
 }
 
 fn parent_index(kind: ParentKind) -> usize {
@@ -91,7 +97,7 @@ pub fn redacted(url: &str) -> String {
 
 impl PostgresStore {
     /// Connects, migrates the schema to [`SCHEMA_VERSION`] and opens the pool.
-    pub async fn connect(config: &PostgresConfig) -> Result<PostgresStore> {
+    pub async fn connect(config: &PostgresConfig) -> Result<Arc<PostgresStore>> {
         let mut pg = tokio_postgres::Config::from_str(&config.url)
             .map_err(|e| Error::invalid("database-url", format!("not a PostgreSQL URL: {e}")))?;
         if pg.get_connect_timeout().is_none() {
@@ -141,11 +147,46 @@ impl PostgresStore {
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the database pool: {e}")))?;
         tracing::info!(database = %where_, schema = version, pool = config.pool_size, "PostgreSQL store open");
-        Ok(PostgresStore {
+        Ok(Arc::new_cyclic(|me| PostgresStore {
             pool,
             parents: ParentKind::ALL.map(ParentSql::new),
             statuses: StatusKind::ALL.map(StatusSql::new),
+            creates: StatusKind::ALL.map(|kind| batch::start(me.clone(), kind)),
+        }))
+    }
+
+    /// Inserts one status on its own (a statement of its own).
+    async fn create_one(&self, kind: StatusKind, parent_id: &str, id: &str, record: &[u8]) -> Result<()> {
+        let sql = self.status_sql(kind);
+        retrying("creating a status", || async {
+            let client = self.pool.get().await?;
+            // The foreign key checks the parent atomically with the insert.
+            match client
+                .execute(&client.prepare_cached(&sql.insert).await?, &[&parent_id, &id, &record])
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if violates(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
+                    Err(parent_missing(kind.parent, parent_id).into())
+                }
+                Err(e) if violates(&e, &SqlState::UNIQUE_VIOLATION) => Err(status_exists(kind, parent_id, id).into()),
+                Err(e) => Err(e.into()),
+            }
         })
+        .await
+    }
+
+    /// Which of `ids` exist among the parents of `kind`.
+    async fn existing_parents(&self, kind: StatusKind, ids: &[&str]) -> Result<HashSet<String>> {
+        let sql = self.parent_sql(kind.parent);
+        retrying("reading parents", || async {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(&client.prepare_cached(&sql.existing).await?, &[&ids])
+                .await?;
+            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        })
+        .await
     }
 
     fn parent_sql(&self, kind: ParentKind) -> &ParentSql {
@@ -319,29 +360,21 @@ impl Store for PostgresStore {
     }
 
     async fn create_status(&self, kind: StatusKind, parent_id: &str, status: &Status) -> Result<()> {
-        let value = encode_record(&status.body)?;
-        let sql = self.status_sql(kind);
-        retrying("creating a status", || async {
-            let client = self.pool.get().await?;
-            // The foreign key checks the parent atomically with the insert.
-            match client
-                .execute(
-                    &client.prepare_cached(&sql.insert).await?,
-                    &[&parent_id, &status.id, &value],
-                )
+        let record = encode_record(&status.body)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = batch::Pending {
+            parent_id: parent_id.to_owned(),
+            id: status.id.clone(),
+            record,
+            reply,
+        };
+        match self.creates[status_index(kind)].send(pending) {
+            Ok(()) => answer
                 .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) if violates(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
-                    Err(parent_missing(kind.parent, parent_id).into())
-                }
-                Err(e) if violates(&e, &SqlState::UNIQUE_VIOLATION) => {
-                    Err(status_exists(kind, parent_id, &status.id).into())
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
+                .unwrap_or_else(|_| Err(Error::Unavailable("the create was dropped at shutdown".into()))),
+            // The collector is gone (the runtime is shutting down): alone.
+            Err(mpsc::error::SendError(p)) => self.create_one(kind, parent_id, &p.id, &p.record).await,
+        }
     }
 
     async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>> {

@@ -115,6 +115,8 @@ pub struct ParentSql {
     pub list_after: String,
     /// Locks referenced rows against a delete until the transaction ends.
     pub lock_existing: String,
+    /// Which of the ids `$1` exist.
+    pub existing: String,
 }
 
 impl ParentSql {
@@ -128,6 +130,7 @@ impl ParentSql {
             list_first: format!("SELECT record FROM {t} ORDER BY id LIMIT $1"),
             list_after: format!("SELECT record FROM {t} WHERE id > $2 ORDER BY id LIMIT $1"),
             lock_existing: format!("SELECT id FROM {t} WHERE id = ANY($1) FOR KEY SHARE"),
+            existing: format!("SELECT id FROM {t} WHERE id = ANY($1)"),
         }
     }
 }
@@ -135,6 +138,10 @@ impl ParentSql {
 /// The statements of one status collection.
 pub struct StatusSql {
     pub insert: String,
+    /// Inserts the rows of three arrays (parent ids, ids, records) whose
+    /// parent exists and whose key is free; returns the keys written (see
+    /// `batch`).
+    pub insert_batch: String,
     pub get: String,
     pub swap: String,
     pub delete: String,
@@ -145,8 +152,17 @@ pub struct StatusSql {
 impl StatusSql {
     pub fn new(kind: StatusKind) -> StatusSql {
         let t = status_table(kind);
+        let p = parent_table(kind.parent);
         StatusSql {
             insert: format!("INSERT INTO {t} (parent_id, id, record) VALUES ($1, $2, $3)"),
+            insert_batch: format!(
+                "INSERT INTO {t} (parent_id, id, record) \
+                 SELECT v.parent_id, v.id, v.record \
+                 FROM unnest($1::text[], $2::text[], $3::bytea[]) AS v(parent_id, id, record) \
+                 WHERE EXISTS (SELECT 1 FROM {p} WHERE {p}.id = v.parent_id) \
+                 ON CONFLICT (parent_id, id) DO NOTHING \
+                 RETURNING parent_id, id"
+            ),
             get: format!("SELECT record FROM {t} WHERE parent_id = $1 AND id = $2"),
             swap: format!("UPDATE {t} SET record = $4 WHERE parent_id = $1 AND id = $2 AND record = $3"),
             delete: format!("DELETE FROM {t} WHERE parent_id = $1 AND id = $2"),
