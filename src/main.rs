@@ -1,6 +1,6 @@
 //! The `statusd` binary: a dispatcher. With no subcommand it serves: parse
 //! configuration, start logging, serve until SIGINT or SIGTERM, then shut
-//! down gracefully. Subcommands (`token`, `dev-keys`) live in `statusd::cli`.
+//! down gracefully. Subcommands (`token`, `dev-keys`, `copy`) live in `statusd::cli`.
 
 use clap::Parser;
 use statusd::cli::Cli;
@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return match command.run() {
+        return match command.run().await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("statusd: {e}");

@@ -2,8 +2,10 @@
 //!
 //! `statusd` with no subcommand takes the server's flags ([`Config`]) exactly
 //! as before subcommands existed; `statusd token` and `statusd dev-keys` make
-//! the key pair and tokens for trying auth without an identity provider.
+//! the key pair and tokens for trying auth without an identity provider;
+//! `statusd copy` copies a sled data directory into PostgreSQL.
 
+pub mod copy;
 pub mod dev_keys;
 pub mod token;
 
@@ -30,14 +32,17 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Write a fresh key pair and its JWKS into a directory (development only).
     DevKeys(dev_keys::DevKeysArgs),
+    /// Copy a sled data directory into a PostgreSQL database (stop the server first).
+    Copy(copy::CopyArgs),
 }
 
 impl Command {
     /// Runs the subcommand; the error is the message to print.
-    pub fn run(self) -> Result<(), String> {
+    pub async fn run(self) -> Result<(), String> {
         match self {
             Command::Token(args) => token::run(&args),
             Command::DevKeys(args) => dev_keys::run(&args),
+            Command::Copy(args) => copy::run(&args).await,
         }
     }
 }
