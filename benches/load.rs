@@ -749,6 +749,9 @@ async fn prepare(chans: &[Channel]) -> Arc<Vec<String>> {
     Arc::new(preload_small(chans).await)
 }
 
+/// A row's server: (name, address, channels, ids for gets and lists).
+type Backend<'a> = (&'a str, &'a str, &'a [Channel], &'a Arc<Vec<String>>);
+
 /// `--postgres`: durable create and list pages on sled, on PostgreSQL
 /// through one replica, and through two replicas sharing the database,
 /// in interleaved rounds, each row with its ratio to the no-op and to sled
@@ -778,7 +781,7 @@ async fn compare_postgres(args: &Args) {
         "{:<5} {:<16} {:<12} {:>5} {:>10} {:>9} {:>9} {:>7} {:>7} {:>7}",
         "round", "backend", "scenario", "conc", "ops/s", "p50 ms", "p99 ms", "errors", "/noop", "/sled"
     );
-    let backends: [(&str, &str, &[Channel], &Arc<Vec<String>>); 3] = [
+    let backends: [Backend<'_>; 3] = [
         ("sled", &sled_addr, &sled_chans, &sled_known),
         ("postgres", &a_addr, &a_chans, &pg_known),
         ("postgres x2", &a_addr, &both_chans, &pg_known),

@@ -28,7 +28,7 @@ fn sled_config(dir: &Path) -> SledConfig {
     }
 }
 
-async fn postgres(url: &str) -> PostgresStore {
+async fn postgres(url: &str) -> std::sync::Arc<PostgresStore> {
     PostgresStore::connect(&PostgresConfig {
         url: url.to_owned(),
         pool_size: 8,
@@ -192,15 +192,15 @@ async fn assert_same(dir: &Path, url: &str) {
                 p.root_certificate_id = None;
             }
         }
-        assert_eq!(all_parents(&target, kind).await, expected, "{kind}");
+        assert_eq!(all_parents(target.as_ref(), kind).await, expected, "{kind}");
         for p in &expected {
             for sk in kind.status_kinds() {
                 let want = all_statuses(&source, sk, &p.id).await;
-                assert_eq!(all_statuses(&target, sk, &p.id).await, want, "{sk} of {}", p.id);
+                assert_eq!(all_statuses(target.as_ref(), sk, &p.id).await, want, "{sk} of {}", p.id);
             }
         }
     }
-    let dc = all_parents(&target, ParentKind::DeviceConfiguration).await;
+    let dc = all_parents(target.as_ref(), ParentKind::DeviceConfiguration).await;
     let refs: Vec<_> = dc
         .iter()
         .map(|p| {

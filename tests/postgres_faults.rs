@@ -158,7 +158,7 @@ async fn outage(label: &str, take_down: impl FnOnce(&Cluster)) {
         t.await.unwrap();
     }
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(
         !during.is_empty(),
         "{label}: no write failed while the database was down"
