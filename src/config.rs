@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "STATUSD_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// PEM CA certificate(s) the PostgreSQL server's certificate must chain to,
+    /// when the URL says `sslmode=require` (without it: the Mozilla roots).
+    #[arg(long, env = "STATUSD_DATABASE_CA", value_name = "PATH")]
+    pub database_ca: Option<PathBuf>,
+
     /// Most PostgreSQL connections this process opens (concurrent requests
     /// beyond it share them, pipelined).
     #[arg(long, env = "STATUSD_DATABASE_POOL_SIZE", default_value_t = 32)]
@@ -221,6 +226,7 @@ impl Config {
         match &self.database_url {
             Some(url) => BackendConfig::Postgres(PostgresConfig {
                 url: url.clone(),
+                ca: self.database_ca.clone(),
                 pool_size: self.database_pool_size,
                 connect_timeout: Duration::from_secs(self.database_timeout_secs.max(1)),
             }),
@@ -241,6 +247,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             database_url: None,
+            database_ca: None,
             database_pool_size: 32,
             database_timeout_secs: 5,
             cache_mb: 64,

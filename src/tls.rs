@@ -179,7 +179,7 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
 }
 
 /// Every certificate in a PEM file (at least one).
-fn read_certs(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_certs(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let shown = path.display();
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("{flag} {shown}: cannot read: {}", pem_error(&e)))?

@@ -32,6 +32,7 @@ async fn postgres(url: &str) -> std::sync::Arc<PostgresStore> {
     PostgresStore::connect(&PostgresConfig {
         url: url.to_owned(),
         pool_size: 8,
+        ca: None,
         connect_timeout: Duration::from_secs(5),
     })
     .await

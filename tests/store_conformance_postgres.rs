@@ -32,6 +32,7 @@ impl Postgres {
     fn config(&self) -> PostgresConfig {
         PostgresConfig {
             url: self.url.clone(),
+            ca: None,
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
         }
@@ -212,6 +213,7 @@ async fn an_unreachable_database_is_unavailable() {
     let started = Instant::now();
     let err = PostgresStore::connect(&PostgresConfig {
         url: format!("postgres://statusd:secret@127.0.0.1:{port}/statusd"),
+        ca: None,
         pool_size: 2,
         connect_timeout: Duration::from_secs(2),
     })

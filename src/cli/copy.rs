@@ -46,6 +46,10 @@ pub struct CopyArgs {
     /// an earlier run), e.g. `postgres://statusd@127.0.0.1:5432/statusd`.
     #[arg(long, env = "STATUSD_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: String,
+    /// PEM CA certificate(s) for a database reached with `sslmode=require`
+    /// (as the server's `--database-ca`).
+    #[arg(long, env = "STATUSD_DATABASE_CA", value_name = "PATH")]
+    pub database_ca: Option<PathBuf>,
     /// Most writes in flight at once (also the number of database connections).
     #[arg(long, default_value_t = 32, value_parser = concurrency)]
     pub concurrency: usize,
@@ -104,6 +108,7 @@ pub async fn run(args: &CopyArgs) -> Result<(), String> {
     };
     let target_config = BackendConfig::Postgres(PostgresConfig {
         url: args.database_url.clone(),
+        ca: args.database_ca.clone(),
         pool_size: args.concurrency,
         connect_timeout: Duration::from_secs(10),
     });

@@ -190,3 +190,39 @@ impl Drop for Cluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl Cluster {
+    /// Turns TLS on with `cert_pem`/`key_pem` (PEM; the key readable by the
+    /// server's user only, as PostgreSQL demands) and reloads the server.
+    pub async fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let (cert, key) = (format!("{}/server.crt", self.dir), format!("{}/server.key", self.dir));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } == 0 {
+            let chown = std::process::Command::new("chown")
+                .args(["postgres:", &cert, &key])
+                .status()
+                .unwrap();
+            assert!(chown.success());
+        }
+        for sql in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{cert}'"),
+            format!("ALTER SYSTEM SET ssl_key_file = '{key}'"),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            query_strings(&self.url, &sql).await;
+        }
+        // The reload is asynchronous: wait until the server says it is on.
+        for _ in 0..100 {
+            if query_strings(&self.url, "SHOW ssl").await == ["on"] {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("PostgreSQL did not turn TLS on");
+    }
+}

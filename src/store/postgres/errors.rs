@@ -66,10 +66,27 @@ pub fn violates(e: &tokio_postgres::Error, code: &SqlState) -> bool {
     e.code() == Some(code)
 }
 
+/// `e` and its causes, `: `-separated (tokio-postgres's own text is often
+/// just "error connecting to server"; the cause says why).
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The meaning of a database error; `doing` says what statusd was doing.
 pub fn db_error(e: tokio_postgres::Error, doing: &str) -> Error {
     let Some(code) = e.code() else {
         // No SQLSTATE: the connection failed or closed, or it never opened.
+        let e = with_causes(&e);
         return Error::Unavailable(format!("the database is unavailable ({doing}): {e}"));
     };
     let class = &code.code()[..2];

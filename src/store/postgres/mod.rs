@@ -13,6 +13,13 @@
 //!
 //! Connections come from a pool (`deadpool-postgres`); tokio-postgres
 //! pipelines the statements of concurrent requests that share one.
+//!
+//! TLS to the database: `sslmode=require` in the URL connects over TLS
+//! (rustls) and verifies the server's certificate and name, against
+//! `--database-ca` or the Mozilla roots (libpq's `verify-full`); a failed
+//! verification is an error, never a fallback to plain text. `prefer`
+//! (libpq's default) and `disable` connect without TLS: statusd does not
+//! offer encryption without verification.
 
 mod batch;
 mod errors;
@@ -32,8 +39,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -41,6 +49,8 @@ pub struct PostgresConfig {
     /// A libpq-style URL or key=value string: host lists and
     /// `target_session_attrs=read-write` fail over to the primary.
     pub url: String,
+    /// CA certificates (PEM) for `sslmode=require`; the Mozilla roots without.
+    pub ca: Option<std::path::PathBuf>,
     /// Most connections this process opens.
     pub pool_size: usize,
     /// Longest wait for a connection (to open, or to come free).
@@ -106,11 +116,15 @@ impl PostgresStore {
         if pg.get_application_name().is_none() {
             pg.application_name("statusd");
         }
+        if pg.get_ssl_mode() != SslMode::Require {
+            pg.ssl_mode(SslMode::Disable);
+        }
+        let tls = tls_connector(config.ca.as_deref())?;
         let where_ = redacted(&config.url);
 
         // The schema first, on a connection of its own.
         let (mut client, connection) = pg
-            .connect(NoTls)
+            .connect(tls.clone())
             .await
             .map_err(|e| db_error(e, &format!("connecting to {where_}")))?;
         let conn_task = tokio::spawn(connection);
@@ -122,7 +136,7 @@ impl PostgresStore {
 
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -241,6 +255,30 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(written == 1)
     }
+}
+
+/// The TLS connector for `sslmode=require`: rustls (ring), verifying the
+/// server against `ca` or the Mozilla roots.
+fn tls_connector(ca: Option<&std::path::Path>) -> Result<MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = crate::tls::read_certs("--database-ca", path).map_err(|m| Error::invalid("database-ca", m))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::invalid("database-ca", format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Internal(format!("TLS for the database: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// Logs a warning when the database would acknowledge commits it may lose.

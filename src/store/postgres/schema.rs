@@ -46,6 +46,8 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32> {
 }
 
 async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+    // `IF NOT EXISTS` notices are noise in statusd's log on every start.
+    let _ = client.batch_execute("SET client_min_messages TO warning").await;
     client.batch_execute(CREATE_VERSIONS).await?;
     loop {
         let row = client
