@@ -214,3 +214,69 @@ async fn a_database_stopped_under_load_is_unavailable_then_recovers() {
 async fn a_sigkilled_postmaster_is_unavailable_then_recovers() {
     outage("SIGKILL of the postmaster", Cluster::kill_postmaster).await;
 }
+
+/// A host list with `target_session_attrs=read-write` follows the primary:
+/// with a "standby" (a server refusing writes) first in the list statusd
+/// writes to the primary; when the primary dies and the standby is
+/// promoted (made writable), statusd answers UNAVAILABLE meanwhile and then
+/// writes to the new primary, with no restart. (Two independent servers
+/// stand in for a replicated pair: this checks statusd's side, the
+/// connection routing, not PostgreSQL's replication.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_list_follows_the_primary() {
+    let (standby, primary) = match (Cluster::start(), Cluster::start()) {
+        (Ok(s), Ok(p)) => (s, p),
+        (Err(reason), _) | (_, Err(reason)) => return eprintln!("skipped: {reason}"),
+    };
+    // A replicated standby would have the primary's schema: give it one.
+    drop(
+        statusd::store::PostgresStore::connect(&statusd::store::PostgresConfig {
+            url: standby.url.clone(),
+            ca: None,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("schema on the standby"),
+    );
+    standby.set_read_only(true).await;
+    let url = format!(
+        "postgres://statusd@127.0.0.1:{},127.0.0.1:{}/statusd?target_session_attrs=read-write",
+        standby.port(),
+        primary.port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(dir.path());
+    config.database_url = Some(url);
+    config.database_timeout_secs = 2;
+    let server = Server::start(config).await.expect("statusd finds the primary");
+    let ch = common::channel_to(&server).await;
+    let api = PARENTS[0];
+    api.create(&ch, api.new_parent("on-primary", "first")).await.unwrap();
+    let on_primary = common::pg::query_strings(&primary.url, "SELECT id FROM device_compliance_policies").await;
+    assert_eq!(on_primary, ["on-primary"]);
+
+    // The primary dies; the standby is promoted.
+    primary.stop_immediate();
+    let started = Instant::now();
+    let err = api.create(&ch, api.new_parent("during", "x")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    standby.set_read_only(false).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match api.create(&ch, api.new_parent("after-failover", "x")).await {
+            Ok(_) => break,
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("no failover: {e:?}"),
+        }
+    }
+    let on_new_primary = common::pg::query_strings(&standby.url, "SELECT id FROM device_compliance_policies").await;
+    assert_eq!(on_new_primary, ["after-failover"]);
+    eprintln!(
+        "failover: writes went to the promoted server {:?} after the primary stopped",
+        started.elapsed()
+    );
+    server.shutdown().await.unwrap();
+}

@@ -226,3 +226,30 @@ impl Cluster {
         panic!("PostgreSQL did not turn TLS on");
     }
 }
+
+impl Cluster {
+    /// The server's port.
+    pub fn port(&self) -> &str {
+        &self.port
+    }
+
+    /// Makes the server refuse writes in new transactions (as a standby
+    /// does: `target_session_attrs=read-write` passes it by) or accept them
+    /// again (as a promoted standby).
+    pub async fn set_read_only(&self, read_only: bool) {
+        let value = if read_only { "on" } else { "off" };
+        query_strings(
+            &self.url,
+            &format!("ALTER SYSTEM SET default_transaction_read_only = {value}"),
+        )
+        .await;
+        query_strings(&self.url, "SELECT pg_reload_conf()").await;
+        for _ in 0..100 {
+            if query_strings(&self.url, "SHOW default_transaction_read_only").await == [value] {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("default_transaction_read_only did not become {value}");
+    }
+}

@@ -90,17 +90,20 @@ pub fn db_error(e: tokio_postgres::Error, doing: &str) -> Error {
         return Error::Unavailable(format!("the database is unavailable ({doing}): {e}"));
     };
     let class = &code.code()[..2];
+    let e_text = with_causes(&e);
     if *code == SqlState::DISK_FULL {
-        Error::InsufficientStorage(format!("the database's disk is full ({doing}): {e}"))
+        Error::InsufficientStorage(format!("the database's disk is full ({doing}): {e_text}"))
     } else if is_retryable(&e) {
-        Error::Unavailable(format!("the database kept reporting conflicts ({doing}); retry: {e}"))
+        Error::Unavailable(format!(
+            "the database kept reporting conflicts ({doing}); retry: {e_text}"
+        ))
     } else if matches!(class, "08" | "53" | "57" | "58") || *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         // Connection exceptions, insufficient resources, operator
         // intervention (shutdown, restart), system errors, and a standby that
         // took the primary's place in the host list for a moment.
-        Error::Unavailable(format!("the database is unavailable ({doing}): {e}"))
+        Error::Unavailable(format!("the database is unavailable ({doing}): {e_text}"))
     } else {
-        Error::Internal(format!("database error ({doing}): {e}"))
+        Error::Internal(format!("database error ({doing}): {}", with_causes(&e)))
     }
 }
 
