@@ -18,6 +18,9 @@
 //! (and reports its RSS, disk use and start-up time). `--stored N` first loads
 //! N statuses under the benchmark's policy, to measure at scale.
 
+#[path = "../tests/pg/mod.rs"]
+mod pg;
+
 use statusd::pb;
 use statusd::pb::device_compliance_policies_client::DeviceCompliancePoliciesClient as Policies;
 use statusd::pb::diagnostics_client::DiagnosticsClient;
@@ -685,53 +688,15 @@ fn free_addr() -> String {
 }
 
 /// The database of `--postgres`: `--database-url`, else a throwaway server
-/// started with `scripts/throwaway-postgres` (returned: how to stop it).
-fn bench_database(args: &Args) -> (String, Option<String>) {
-    if let Some(url) = &args.database_url {
-        return (url.clone(), None);
+/// (stopped when the returned cluster is dropped).
+fn bench_database(args: &Args) -> (String, Option<pg::Cluster>) {
+    match &args.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let cluster = pg::Cluster::start().unwrap_or_else(|reason| panic!("--postgres: {reason}"));
+            (cluster.url.clone(), Some(cluster))
+        }
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/throwaway-postgres");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("run throwaway-postgres");
-    assert!(
-        out.status.success(),
-        "no PostgreSQL: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let var = |name: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("export {name}='"))?
-                    .strip_suffix('\'')
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
-    (var("STATUSD_TEST_DATABASE_URL"), Some(var("STATUSD_TEST_PG_STOP")))
-}
-
-/// A fresh schema of `url`, and a URL whose connections use it.
-async fn fresh_schema(url: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    let task = tokio::spawn(conn);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = format!("bench_{nanos:x}");
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("create schema");
-    drop(client);
-    let _ = task.await;
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// Creates the benchmark's policy and some statuses for the list rows.
@@ -757,8 +722,8 @@ type Backend<'a> = (&'a str, &'a str, &'a [Channel], &'a Arc<Vec<String>>);
 /// in interleaved rounds, each row with its ratio to the no-op and to sled
 /// measured in the same round.
 async fn compare_postgres(args: &Args) {
-    let (base_url, stop) = bench_database(args);
-    let url = fresh_schema(&base_url).await;
+    let (base_url, cluster) = bench_database(args);
+    let url = pg::fresh_schema(&base_url, "bench").await;
     let extra: Vec<String> = args.server_args.clone();
     let mut pg_args = extra.clone();
     pg_args.extend(["--database-url".to_owned(), url.clone()]);
@@ -843,8 +808,5 @@ async fn compare_postgres(args: &Args) {
             v[v.len() - 1]
         );
     }
-    drop((sled, pg_a, pg_b));
-    if let Some(stop) = stop {
-        let _ = std::process::Command::new("bash").arg("-c").arg(stop).status();
-    }
+    drop((sled, pg_a, pg_b, cluster));
 }

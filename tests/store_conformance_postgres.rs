@@ -38,6 +38,15 @@ impl Postgres {
         }
     }
 
+    /// Checks that no status of the compliance policies (the collection the
+    /// race and cascade checks use) is left without its parent.
+    async fn assert_no_orphans(&self) {
+        for shape in ["user", "device"] {
+            let table = format!("device_compliance_policy_{shape}_statuses");
+            assert_eq!(self.orphans(&table, "device_compliance_policies").await, 0, "{table}");
+        }
+    }
+
     /// Rows of `table` whose parent is missing (the foreign keys should make
     /// this impossible; the check looks anyway).
     async fn orphans(&self, status_table: &str, parent_table: &str) -> i64 {
@@ -97,28 +106,14 @@ async fn references() {
 async fn atomic_parent_check_under_race() {
     let (backend, store) = fresh!("race");
     conformance::atomic_parent_check_under_race(store, 20, 16).await;
-    for shape in ["user", "device"] {
-        let table = format!("device_compliance_policy_{shape}_statuses");
-        assert_eq!(
-            backend.orphans(&table, "device_compliance_policies").await,
-            0,
-            "{table}"
-        );
-    }
+    backend.assert_no_orphans().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cascade() {
     let (backend, store) = fresh!("cascade");
     conformance::cascade(store, 2500).await;
-    for shape in ["user", "device"] {
-        let table = format!("device_compliance_policy_{shape}_statuses");
-        assert_eq!(
-            backend.orphans(&table, "device_compliance_policies").await,
-            0,
-            "{table}"
-        );
-    }
+    backend.assert_no_orphans().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
