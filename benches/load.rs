@@ -7,7 +7,12 @@
 //! cargo bench --bench load -- [--addr HOST:PORT] [--concurrency 1,64] [--seconds 5]
 //!                             [--stored N] [--scenarios grpc-noop,grpc-create,...]
 //!                             [--interference N] [--auth]
+//! cargo bench --bench load -- --postgres [--database-url URL] [--rounds 3] [--concurrency 1,64]
 //! ```
+//! `--postgres` compares sled with PostgreSQL through one replica and through
+//! two replicas sharing the database (a throwaway server from
+//! `scripts/throwaway-postgres` unless `--database-url`), in interleaved
+//! rounds, each row with its ratio to sled's in the same round.
 //! `--auth` serves with bearer-token auth (development keys) and sends a token
 //! with every request, to measure what auth costs.
 //! `--interference N` adds rows for heavy requests next to light ones: it
