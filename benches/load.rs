@@ -40,8 +40,9 @@ const PARENT_KIND: statusd::model::StatusKind = statusd::model::StatusKind {
     parent: statusd::model::ParentKind::DeviceCompliancePolicy,
     shape: statusd::model::StatusShape::User,
 };
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "grpc-noop",
+    "etcd-put",
     "grpc-create",
     "grpc-get",
     "grpc-list",
@@ -211,6 +212,95 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 static SERVER_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 /// The bearer token every request carries (`--auth`).
 static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Channels to the etcd the benchmark started, when it could.
+static ETCD: std::sync::OnceLock<Vec<Channel>> = std::sync::OnceLock::new();
+
+/// etcd (Debian's `etcd-server`), started on 127.0.0.1 for the `etcd-put`
+/// row: the durable key-value store behind gRPC a user would otherwise pick.
+/// Default durability (every put fsynced to its WAL before it is answered).
+struct Etcd {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    addr: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Etcd {
+    /// Starts etcd, or says why not.
+    async fn start() -> Result<Etcd, String> {
+        let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or("etcd is not installed (apt-get install etcd-server)")?;
+        let (addr, peer) = (free_addr(), free_addr());
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let child = std::process::Command::new(bin)
+            .args(["--name", "bench", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen-client-urls", &format!("http://{addr}")])
+            .args(["--advertise-client-urls", &format!("http://{addr}")])
+            .args(["--listen-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-cluster", &format!("bench=http://{peer}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {bin}: {e}"))?;
+        let etcd = Etcd { child, _dir: dir, addr };
+        let started = Instant::now();
+        loop {
+            if let Ok(ch) = Channel::from_shared(format!("http://{}", etcd.addr))
+                .unwrap()
+                .connect()
+                .await
+            {
+                if etcd_put(&ch, b"bench-ready".to_vec()).await {
+                    return Ok(etcd);
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("etcd did not answer within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// etcd's `PutRequest` (etcdserverpb, rpc.proto): the two fields we send.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EtcdPutRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// etcd's `PutResponse`; its fields are not needed.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EtcdPutResponse {}
+
+/// One `etcdserverpb.KV/Put` of a 300-byte value (about a status record's
+/// size) under `key`.
+async fn etcd_put(ch: &Channel, key: Vec<u8>) -> bool {
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    if grpc.ready().await.is_err() {
+        return false;
+    }
+    let request = EtcdPutRequest {
+        key,
+        value: vec![b'x'; 300],
+    };
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
+    grpc.unary::<_, EtcdPutResponse, _>(tonic::Request::new(request), path, tonic_prost::ProstCodec::default())
+        .await
+        .is_ok()
+}
 
 /// A gRPC request carrying the bearer token, when there is one.
 fn authed<T>(message: T) -> tonic::Request<T> {
@@ -282,6 +372,7 @@ fn next_id(prefix: &str) -> String {
 async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, known: &[String]) -> bool {
     match scenario {
         "grpc-noop" => DiagnosticsClient::new(ch.clone()).ping(authed(())).await.is_ok(),
+        "etcd-put" => etcd_put(ch, next_id("e").into_bytes()).await,
         "grpc-create" => Policies::new(ch.clone())
             .create_user_status(authed(pb::CreateDeviceComplianceUserStatusRequest {
                 parent_id: PARENT.into(),
@@ -530,6 +621,25 @@ fn main() {
             other => (other, chans),
         };
         let known = Arc::new(known);
+        let etcd = if args.scenarios.iter().any(|s| s == "etcd-put") {
+            match Etcd::start().await {
+                Ok(etcd) => {
+                    let _ = ETCD.set(channels(&etcd.addr, 4).await);
+                    println!(
+                        "etcd {} on {} (default durability) for the etcd-put row",
+                        etcd_version(),
+                        etcd.addr
+                    );
+                    Some(etcd)
+                }
+                Err(reason) => {
+                    println!("etcd-put skipped: {reason}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if let Some(s) = &spawned {
             let pid = s.child.id();
             println!(
@@ -539,20 +649,36 @@ fn main() {
             );
         }
         println!(
-            "{:<12} {:>5} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8}",
-            "scenario", "conc", "ops", "ops/s", "p50 ms", "p99 ms", "p999 ms", "errors", "/noop"
+            "{:<12} {:>5} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7}",
+            "scenario", "conc", "ops", "ops/s", "p50 ms", "p99 ms", "p999 ms", "errors", "/noop", "/etcd"
         );
         for &conc in &args.concurrency {
             let mut noop_rate = None;
+            let mut etcd_rate = None;
             for scenario in &args.scenarios {
-                let r = run(scenario, conc, args.seconds, &addr, &chans, known.clone()).await;
+                let target = match scenario.as_str() {
+                    "etcd-put" => match ETCD.get() {
+                        Some(etcd) => etcd.as_slice(),
+                        None => continue,
+                    },
+                    _ => chans.as_slice(),
+                };
+                let r = run(scenario, conc, args.seconds, &addr, target, known.clone()).await;
                 let rate = r.ops as f64 / r.secs;
                 if scenario == "grpc-noop" {
                     noop_rate = Some(rate);
                 }
                 let ratio = noop_rate.map_or(String::from("-"), |n| format!("{:.2}", rate / n));
+                let vs_etcd = match (scenario.as_str(), etcd_rate) {
+                    ("etcd-put", _) => {
+                        etcd_rate = Some(rate);
+                        String::from("1.00")
+                    }
+                    (s, Some(e)) if s.ends_with("-create") => format!("{:.2}", rate / e),
+                    _ => String::from("-"),
+                };
                 println!(
-                    "{:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>8}",
+                    "{:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>8} {:>7}",
                     scenario,
                     conc,
                     r.ops,
@@ -561,10 +687,12 @@ fn main() {
                     pct(&r.lat_us, 0.99),
                     pct(&r.lat_us, 0.999),
                     r.errors,
-                    ratio
+                    ratio,
+                    vs_etcd
                 );
             }
         }
+        drop(etcd);
         if args.interference > 0 {
             interference(&addr, &chans, args.interference, args.seconds, known.clone()).await;
         }
@@ -680,6 +808,17 @@ async fn interference(addr: &str, chans: &[Channel], n: u64, secs: f64, known: A
         stored,
         mean * 1000.0
     );
+}
+
+/// etcd's version line, for the record.
+fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "(version unknown)".into())
 }
 
 /// A free loopback address.
