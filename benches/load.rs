@@ -364,8 +364,16 @@ fn enable_auth(dir: &std::path::Path) -> (Vec<String>, String) {
     (flags, token)
 }
 
+/// A fresh id: `prefix`, this run's start time (so runs against one
+/// `--addr` never collide) and a sequence number.
 fn next_id(prefix: &str) -> String {
-    format!("{prefix}-{:012}", SEQ.fetch_add(1, Ordering::Relaxed))
+    static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    format!("{prefix}-{run:x}-{:012}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 /// One operation of a scenario.
@@ -520,13 +528,16 @@ async fn preload_under(chans: &[Channel], parent: &str, n: u64) -> Vec<String> {
                     if i >= n {
                         return;
                     }
-                    client
+                    // Already there: an earlier run against the same `--addr`.
+                    if let Err(e) = client
                         .create_user_status(authed(pb::CreateDeviceComplianceUserStatusRequest {
                             parent_id: parent.clone(),
                             user_status: Some(user_status(format!("pre-{i:012}"))),
                         }))
                         .await
-                        .expect("preload create");
+                    {
+                        assert_eq!(e.code(), tonic::Code::AlreadyExists, "preload create: {e:?}");
+                    }
                 }
             })
         })

@@ -3,6 +3,13 @@
 //! down gracefully. Subcommands (`token`, `dev-keys`, `copy`) live in `statusd::cli`.
 
 use clap::Parser;
+
+/// mimalloc instead of glibc's malloc: statusd allocates small, short-lived
+/// buffers on every request from many threads, where glibc's arenas spent
+/// ~15 % of the server's CPU in `_int_malloc`/`free`/`malloc_consolidate`
+/// under load (perf, BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use statusd::cli::Cli;
 use statusd::{Config, Server};
 use tracing_subscriber::EnvFilter;
