@@ -501,14 +501,25 @@ fn router(
         .merge(rest)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(deadline, request_deadline));
-    // Outermost: nothing runs for a request before it is authorised.
-    Ok(match auth {
+    // Nothing runs for a request before it is authorised.
+    let app = match auth {
         Some(auth) => app.layer(axum::middleware::from_fn_with_state(
             auth,
             crate::auth::layer::authorize,
         )),
         None => app,
-    })
+    };
+    // Outermost: JSON batching, which sends each request of a batch through
+    // everything above (auth, limits, deadline) as a request of its own.
+    let batch = crate::rest::batch::Batch {
+        app: app.clone(),
+        body_limit: limit,
+        deadline,
+    };
+    Ok(app.layer(axum::middleware::from_fn_with_state(
+        batch,
+        crate::rest::batch::intercept,
+    )))
 }
 
 /// Reflection over our protos, health, and google.rpc (so grpcurl can

@@ -1012,3 +1012,36 @@ async fn grpcurl_lists_and_describes_without_a_token_and_calls_with_one() {
     assert!(ok && text.contains("From grpcurl"), "{text}");
     server.shutdown().await.unwrap();
 }
+
+/// A `$batch` passes each of its requests through auth as a request of its
+/// own, with the batch's token: none → every request 401; a read-only token
+/// → reads succeed, writes 403; a token with write → the writes succeed.
+#[tokio::test]
+async fn each_request_of_a_batch_is_authorised_with_the_batch_token() {
+    let (server, _dir) = start_with_keys(&[rsa_key()]).await;
+    let base = format!("http://{}", server.local_addr());
+    let url = format!("{base}/v1.0/$batch");
+    let policies = "/deviceManagement/deviceCompliancePolicies";
+    let body = json!({"requests": [
+        {"id": "read", "method": "GET", "url": policies},
+        {"id": "write", "method": "POST", "url": policies,
+         "body": {"@odata.type": "#microsoft.graph.windows10CompliancePolicy", "id": "p", "displayName": "p"}},
+    ]});
+    let statuses = |r: HttpResponse| {
+        assert_eq!(r.status, 200, "{}", r.text);
+        let json: Value = serde_json::from_str(&r.text).unwrap();
+        json["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_str().unwrap().to_owned(), s["status"].as_u64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let none = statuses(rest("POST", &url, Some(&body), None).await);
+    assert_eq!(none, [("read".to_owned(), 401), ("write".to_owned(), 401)]);
+    let reader = rsa_key().sign(&claims(Some("DeviceManagementConfiguration.Read.All"), &[]));
+    let read_only = statuses(rest("POST", &url, Some(&body), Some(&bearer(&reader))).await);
+    assert_eq!(read_only, [("read".to_owned(), 200), ("write".to_owned(), 403)]);
+    let admin = statuses(rest("POST", &url, Some(&body), Some(&bearer(&admin_token()))).await);
+    assert_eq!(admin, [("read".to_owned(), 200), ("write".to_owned(), 201)]);
+}

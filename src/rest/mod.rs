@@ -6,6 +6,7 @@
 //! [`error::graph_headers`] middleware gives every response Graph's headers and
 //! every error Graph's body. Nothing here decides a domain rule.
 
+pub mod batch;
 pub mod error;
 pub mod json;
 pub mod links;

@@ -99,6 +99,33 @@ pub fn graph_sdks() -> PathBuf {
     venv
 }
 
+/// The Graph SDK venv plus what msgraph-core's batch module imports without
+/// declaring it (`deprecated`, from the PyPI package `Deprecated`).
+pub fn graph_sdks_with_batch() -> PathBuf {
+    let venv = graph_sdks();
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let importable = Command::new(venv.join("bin/python"))
+        .args(["-c", "import msgraph_core.requests.batch_request_content"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        let status = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "Deprecated==1.2.18",
+            ])
+            .status()
+            .expect("run pip");
+        assert!(
+            status.success(),
+            "pip install Deprecated failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
+        );
+    }
+    venv
+}
+
 /// The Microsoft Graph JavaScript client (`@microsoft/microsoft-graph-client`
 /// 3.0.7), installed with npm on first use under `target/interop-npm`; returns
 /// that npm prefix. `None` (with the reason printed) where `node` or `npm` is
