@@ -87,6 +87,16 @@ pub struct Config {
     #[arg(long, env = "STATUSD_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     pub idle_timeout_secs: u64,
 
+    /// Serve `GET /metrics` (Prometheus text format) on this address instead
+    /// of on `--listen` (plain HTTP, no auth: keep it on a private network).
+    #[arg(long, env = "STATUSD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object
+    /// per line, for log shippers).
+    #[arg(long, env = "STATUSD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     /// Test hooks (faults injected into storage); not settable from the command line.
     #[arg(skip)]
     pub faults: FaultInjection,
@@ -153,6 +163,15 @@ pub struct Config {
     /// Least time between two reads of the JWKS (test hook; one minute).
     #[arg(skip = crate::auth::JWKS_MIN_REFETCH)]
     pub auth_jwks_min_refetch: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colour only when stdout is a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Why a configuration may not start: the exposure rule of the listener.
@@ -260,6 +279,8 @@ impl Config {
             request_timeout_secs: 30,
             idle_timeout_secs: 300,
             faults: FaultInjection::default(),
+            metrics_listen: None,
+            log_format: LogFormat::Text,
             max_orderby_matches: crate::service::DEFAULT_MAX_ORDERBY_MATCHES,
             public_url: None,
             tls_cert: None,

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod model;
 pub mod rest;
 pub mod server;

@@ -11,6 +11,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use statusd::cli::Cli;
+use statusd::config::LogFormat;
 use statusd::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -32,10 +33,14 @@ async fn main() -> std::process::ExitCode {
 async fn serve(config: Config) -> std::process::ExitCode {
     // Colour only on a terminal: logs collected from a pipe or file (and the
     // audit lines in them) stay plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {

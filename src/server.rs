@@ -54,6 +54,8 @@ pub struct Server {
     tls: Option<Arc<Tls>>,
     /// The hourly reminder that `--insecure-no-auth` is in force.
     insecure_reminder: Option<JoinHandle<()>>,
+    /// The `--metrics-listen` server, and its address.
+    metrics: Option<(JoinHandle<()>, SocketAddr)>,
 }
 
 /// How often `--insecure-no-auth` is logged again while it is in force.
@@ -86,6 +88,25 @@ impl Server {
         let service = Service::new(store.clone()).with_query_limits(QueryLimits {
             max_orderby_matches: config.max_orderby_matches,
         });
+        crate::metrics::handle();
+        let metrics = match config.metrics_listen {
+            Some(at) => {
+                let listener = TcpListener::bind(at)
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("cannot listen on {at} (--metrics-listen): {e}")))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| Error::Unavailable(format!("cannot read the metrics address: {e}")))?;
+                tracing::info!(addr = %bound, "serving /metrics");
+                let task = tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, crate::metrics::router()).await {
+                        tracing::error!(error = %e, "the metrics listener failed");
+                    }
+                });
+                Some((task, bound))
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -117,6 +138,7 @@ impl Server {
             store,
             tls,
             insecure_reminder,
+            metrics,
         })
     }
 
@@ -130,6 +152,11 @@ impl Server {
                 .map_err(|e| Error::Unavailable(format!("TLS reload failed: {e}"))),
             None => Ok(()),
         }
+    }
+
+    /// The `--metrics-listen` address actually bound, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The address actually bound (useful with port 0).
@@ -148,6 +175,9 @@ impl Server {
         let _ = self.shutdown.send(true);
         if let Some(reminder) = &self.insecure_reminder {
             reminder.abort();
+        }
+        if let Some((metrics, _)) = &self.metrics {
+            metrics.abort();
         }
         self.task
             .await
@@ -502,6 +532,7 @@ fn router(
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(deadline, request_deadline));
     // Nothing runs for a request before it is authorised.
+    let auth_layer = auth.clone();
     let app = match auth {
         Some(auth) => app.layer(axum::middleware::from_fn_with_state(
             auth,
@@ -516,10 +547,28 @@ fn router(
         body_limit: limit,
         deadline,
     };
-    Ok(app.layer(axum::middleware::from_fn_with_state(
+    let app = app.layer(axum::middleware::from_fn_with_state(
         batch,
         crate::rest::batch::intercept,
-    )))
+    ));
+    // `/metrics` here unless it has an address of its own; behind auth when
+    // auth is on (any valid token: it is outside the permission table).
+    let app = match config.metrics_listen {
+        Some(_) => app,
+        None => {
+            let metrics = axum::Router::new().route("/metrics", axum::routing::get(crate::metrics::render));
+            let metrics = match &auth_layer {
+                Some(auth) => metrics.layer(axum::middleware::from_fn_with_state(
+                    auth.clone(),
+                    crate::auth::layer::authorize,
+                )),
+                None => metrics,
+            };
+            metrics.merge(app)
+        }
+    };
+    // Outermost: every request counted and timed.
+    Ok(app.layer(axum::middleware::from_fn(crate::metrics::track)))
 }
 
 /// Reflection over our protos, health, and google.rpc (so grpcurl can
@@ -576,7 +625,11 @@ async fn request_deadline(State(max): State<Duration>, req: Request, next: Next)
     } else {
         max
     };
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let answered = tokio::time::timeout(limit, next.run(req)).await;
+    if answered.is_err() {
+        crate::metrics::refused("deadline");
+    }
+    match answered {
         Ok(resp) => resp,
         Err(_) if grpc => grpc_status(tonic::Code::DeadlineExceeded, "the request's deadline passed"),
         Err(_) => {

@@ -1045,3 +1045,15 @@ async fn each_request_of_a_batch_is_authorised_with_the_batch_token() {
     let admin = statuses(rest("POST", &url, Some(&body), Some(&bearer(&admin_token()))).await);
     assert_eq!(admin, [("read".to_owned(), 200), ("write".to_owned(), 201)]);
 }
+
+/// With auth on, `/metrics` on the main listener needs a valid token (any
+/// permission: it reaches no record).
+#[tokio::test]
+async fn metrics_need_a_valid_token_when_auth_is_on() {
+    let (server, _dir) = start_with_keys(&[rsa_key()]).await;
+    let url = format!("http://{}/metrics", server.local_addr());
+    assert_eq!(rest("GET", &url, None, None).await.status, 401);
+    let reader = rsa_key().sign(&claims(Some("DeviceManagementConfiguration.Read.All"), &[]));
+    let r = rest("GET", &url, None, Some(&bearer(&reader))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -156,6 +156,7 @@ fn route_ids(route: &Route) -> (Option<String>, Option<String>) {
 
 /// 401 / UNAUTHENTICATED.
 fn unauthenticated(grpc: bool, req: &Request, refusal: &Refusal) -> Response {
+    crate::metrics::refused("unauthenticated");
     let message = refusal.to_string();
     if grpc {
         return grpc_status(tonic::Code::Unauthenticated, &message);
@@ -179,6 +180,7 @@ fn unauthenticated(grpc: bool, req: &Request, refusal: &Refusal) -> Response {
 
 /// 403 / PERMISSION_DENIED, naming the permission needed.
 fn denied(grpc: bool, req: &Request, requirement: Requirement) -> Response {
+    crate::metrics::refused("forbidden");
     let message = format!(
         "Insufficient privileges to complete the operation: it requires {}.",
         requirement.needed()

@@ -43,6 +43,7 @@ impl http_body::Body for Limited {
                 if let Some(data) = frame.data_ref() {
                     if data.len() > self.remaining {
                         self.overflowed.store(true, Ordering::Relaxed);
+                        crate::metrics::refused("size");
                         let status = tonic::Status::resource_exhausted(too_large(self.limit));
                         return Poll::Ready(Some(Err(Box::new(status))));
                     }

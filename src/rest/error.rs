@@ -167,6 +167,9 @@ impl RequestIds {
     pub fn finish(&self, mut resp: Response) -> Response {
         let pending = resp.extensions_mut().remove::<Pending>().map(|p| p.0);
         let status = resp.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            crate::metrics::refused("size");
+        }
         let is_json = resp
             .headers()
             .get(header::CONTENT_TYPE)

@@ -222,6 +222,31 @@ fn unknown_segment(seg: &str) -> GraphError {
     GraphError::bad_request(format!("Resource not found for the segment '{seg}'."))
 }
 
+/// A label for the route `path` (after the version prefix) names, with ids
+/// left out, e.g. `deviceManagement/deviceCompliancePolicies/{id}/userStatuses`
+/// (for metrics: bounded, whatever the ids); `other` if it is no route.
+pub fn route_label(version: ApiVersion, path: &str) -> String {
+    let parent = |pp: &ParentPath| {
+        let mut s = format!("{}/{}/{{id}}", pp.kind.root(), pp.kind.collection());
+        for c in &pp.via {
+            s.push('/');
+            s.push_str(c.name());
+        }
+        s
+    };
+    match parse(version, path) {
+        Ok(Route::Parents(k)) => format!("{}/{}", k.root(), k.collection()),
+        Ok(Route::ParentsCount(k)) => format!("{}/{}/$count", k.root(), k.collection()),
+        Ok(Route::Parent(pp)) => parent(&pp),
+        Ok(Route::CertificateRef(pp)) => format!("{}/$ref", parent(&pp)),
+        Ok(Route::Statuses(k, pp)) => format!("{}/{}", parent(&pp), k.segment()),
+        Ok(Route::StatusesRef(k, pp)) => format!("{}/{}/$ref", parent(&pp), k.segment()),
+        Ok(Route::StatusesCount(k, pp)) => format!("{}/{}/$count", parent(&pp), k.segment()),
+        Ok(Route::Status(k, pp, _)) => format!("{}/{}/{{id}}", parent(&pp), k.segment()),
+        Err(_) => "other".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -241,11 +241,15 @@ fn run(target: &FlushTarget, queue: mpsc::Receiver<Message>, stats: &FlushStats,
         if batch.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
         let result = if failed.load(Ordering::Acquire) {
             Err(flush_failed())
         } else {
             target.commit()
         };
+        metrics::counter!(crate::metrics::COMMITS).increment(1);
+        metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::COMMIT_WRITES).record(batch.len() as f64);
         if let Err(e) = &result {
             mark_failed(failed, e);
         }

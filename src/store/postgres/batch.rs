@@ -95,6 +95,7 @@ async fn collect(store: Weak<PostgresStore>, kind: StatusKind, mut rx: mpsc::Unb
 }
 
 async fn run(store: &PostgresStore, kind: StatusKind, batch: Vec<Pending>) {
+    metrics::histogram!(crate::metrics::PG_BATCH_ROWS).record(batch.len() as f64);
     let sql = store.status_sql(kind);
     let parents: Vec<&str> = batch.iter().map(|p| p.parent_id.as_str()).collect();
     let ids: Vec<&str> = batch.iter().map(|p| p.id.as_str()).collect();
