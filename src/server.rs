@@ -567,8 +567,43 @@ fn router(
             metrics.merge(app)
         }
     };
-    // Outermost: every request counted and timed.
-    Ok(app.layer(axum::middleware::from_fn(crate::metrics::track)))
+    // Every request counted and timed; outermost, its id and log span.
+    Ok(app
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(request_id)))
+}
+
+/// A request's id: the REST `request-id` (Graph's header), the gRPC
+/// `x-request-id` (the client's, if it sent a usable one, else fresh).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Middleware: gives every request its id, answers it (`x-request-id` on
+/// gRPC; REST's `request-id` is set by the Graph layer from the same id),
+/// and runs the request inside a `request{id=…}` span, so every log line it
+/// causes (audit lines included) names it.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let grpc = is_grpc(&req);
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .filter(|_| grpc)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    // At ERROR level so that the span is on whenever any log line is (a
+    // filter like `warn,statusd::audit=info` would drop an INFO span, and
+    // with it the id from the lines it does let through).
+    let span = tracing::error_span!("request", id = %id);
+    let mut resp = next.run(req).instrument(span).await;
+    if grpc {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+    }
+    resp
 }
 
 /// Reflection over our protos, health, and google.rpc (so grpcurl can

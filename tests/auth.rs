@@ -930,6 +930,7 @@ async fn dev_keys_and_token_commands_make_a_token_the_server_accepts_and_mutatio
     let body = json!({"@odata.type": PARENTS[0].odata_type, "id": "audited", "displayName": "x"});
     let r = rest("POST", &url, Some(&body), Some(&bearer(&writer))).await;
     assert_eq!(r.status, 201, "{}", r.text);
+    let create_request_id = r.headers["request-id"].to_str().unwrap().to_owned();
     let r = rest("GET", &format!("{url}/audited"), None, Some(&bearer(&writer))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = rest("DELETE", &format!("{url}/audited"), None, Some(&bearer(&app_reader))).await;
@@ -941,6 +942,11 @@ async fn dev_keys_and_token_commands_make_a_token_the_server_accepts_and_mutatio
     let log = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("statusd::audit")).collect();
     assert_eq!(lines.len(), 2, "one line per mutation, reads not audited: {log}");
+    assert!(
+        lines[0].contains(&format!("request{{id={create_request_id}}}")),
+        "the audit line names the request's id ({create_request_id}): {}",
+        lines[0]
+    );
     assert!(
         lines[0].contains("oid=statusd-dev")
             && lines[0].contains("method=POST")

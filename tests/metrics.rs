@@ -185,3 +185,47 @@ fn log_format_json_writes_one_object_per_line() {
     );
     assert!(!line.contains('\u{1b}'), "no colour escapes: {line}");
 }
+
+/// Every request has an id: gRPC answers the client's `x-request-id` (or a
+/// fresh one) in `x-request-id`; REST's `request-id` is the same kind of id.
+#[tokio::test]
+async fn grpc_calls_answer_their_request_id() {
+    let (server, _dir) = start_with(|_| {}).await;
+    let ch = common::channel_to(&server).await;
+    let call = |id: Option<&'static str>| {
+        let ch = ch.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(ch);
+            grpc.ready().await.unwrap();
+            let mut req = tonic::Request::new(());
+            if let Some(id) = id {
+                req.metadata_mut().insert("x-request-id", id.parse().unwrap());
+            }
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static("/statusd.v1.Diagnostics/Ping");
+            let resp = grpc
+                .unary::<(), (), _>(req, path, tonic_prost::ProstCodec::default())
+                .await
+                .unwrap();
+            resp.metadata()
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(call(Some("trace-42")).await, "trace-42");
+    let fresh = call(None).await;
+    assert_eq!(fresh.len(), 36, "a uuid: {fresh}");
+    let rest = http(
+        "GET",
+        &format!(
+            "http://{}/v1.0/deviceManagement/deviceCompliancePolicies",
+            server.local_addr()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(rest.headers["request-id"].to_str().unwrap().len(), 36);
+    server.shutdown().await.unwrap();
+}

@@ -163,6 +163,16 @@ impl RequestIds {
         }
     }
 
+    /// Uses `id` (the one the listener gave the request, which its log
+    /// lines carry) as `request-id`, and as `client-request-id` too unless
+    /// the client sent its own.
+    pub fn adopt(&mut self, id: &str) {
+        if self.client_request_id == self.request_id {
+            self.client_request_id = id.to_owned();
+        }
+        self.request_id = id.to_owned();
+    }
+
     /// Adds the Graph headers, and renders a pending or foreign error body.
     pub fn finish(&self, mut resp: Response) -> Response {
         let pending = resp.extensions_mut().remove::<Pending>().map(|p| p.0);
@@ -210,7 +220,10 @@ impl RequestIds {
 
 /// Middleware: Graph headers on every REST response, Graph bodies on every error.
 pub async fn graph_headers(req: Request, next: Next) -> Response {
-    let ids = RequestIds::new(req.headers());
+    let mut ids = RequestIds::new(req.headers());
+    if let Some(crate::server::RequestId(id)) = req.extensions().get() {
+        ids.adopt(id);
+    }
     let resp = next.run(req).await;
     ids.finish(resp)
 }
