@@ -18,14 +18,13 @@
 //! At the end the target is read back (paged like any client would) and its
 //! counts compared with the source's, collection by collection.
 
+use super::progress::Progress;
 use crate::error::Error;
 use crate::model::{Parent, ParentKind, Status, StatusKind};
 use crate::store::postgres::redacted;
 use crate::store::{BackendConfig, Durability, FaultInjection, PostgresConfig, SledConfig, SledStore, Store};
 use futures::stream::{self, StreamExt};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::future::Future;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +81,16 @@ struct Tally {
     conflicts: u64,
 }
 
+impl Tally {
+    /// The progress line at the end of a collection.
+    fn line(&self, name: &str) -> String {
+        format!(
+            "copy: {name}: {} read, {} copied, {} already there, {} conflicts",
+            self.source, self.copied, self.already, self.conflicts
+        )
+    }
+}
+
 /// The counts of the certificate-reference pass.
 #[derive(Debug, Default)]
 struct References {
@@ -123,7 +132,7 @@ pub async fn run(args: &CopyArgs) -> Result<(), String> {
         integrity.statuses - integrity.orphans,
         target_config.describe()
     );
-    let progress = Progress::new(integrity.parents + integrity.statuses - integrity.orphans);
+    let progress = Progress::new("copy", Some(integrity.parents + integrity.statuses - integrity.orphans));
     if integrity.orphans > 0 {
         progress.warn(&format!(
             "warning: the source holds {} statuses without a parent; they are not copied",
@@ -240,7 +249,7 @@ impl Copier {
         for (i, kind) in ParentKind::ALL.into_iter().enumerate() {
             self.progress.start(kind.collection());
             self.parents(kind, i).await?;
-            self.progress.collection_done(kind.collection(), &self.parents[i]);
+            self.progress.println(&self.parents[i].line(kind.collection()));
         }
         self.references().await?;
         for kind in ParentKind::ALL {
@@ -248,7 +257,7 @@ impl Copier {
                 let name = status_collection(sk);
                 self.progress.start(&name);
                 self.statuses(sk).await?;
-                self.progress.collection_done(&name, &self.statuses[status_index(sk)]);
+                self.progress.println(&self.statuses[status_index(sk)].line(&name));
             }
         }
         Ok(())
@@ -615,103 +624,4 @@ async fn count(store: &dyn Store, kind: ParentKind, concurrency: usize) -> Resul
         }
     }
     Ok((parents, statuses))
-}
-
-/// Progress on stderr: a bar on a terminal, plain lines otherwise (every
-/// 10%, at least every 5 s while it moves, and at the end of each collection).
-enum Progress {
-    Bar(ProgressBar),
-    Lines {
-        total: u64,
-        done: u64,
-        collection: String,
-        started: Instant,
-        printed: Instant,
-        tenth: u64,
-    },
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} records ({percent}%, eta {eta}) {msg}",
-            ) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.enable_steady_tick(Duration::from_millis(200));
-            Progress::Bar(bar)
-        } else {
-            let now = Instant::now();
-            Progress::Lines {
-                total,
-                done: 0,
-                collection: String::new(),
-                started: now,
-                printed: now,
-                tenth: 0,
-            }
-        }
-    }
-
-    fn start(&mut self, name: &str) {
-        match self {
-            Progress::Bar(bar) => bar.set_message(name.to_owned()),
-            Progress::Lines { collection, .. } => *collection = name.to_owned(),
-        }
-    }
-
-    fn inc(&mut self, n: u64) {
-        match self {
-            Progress::Bar(bar) => bar.inc(n),
-            Progress::Lines {
-                total,
-                done,
-                collection,
-                started,
-                printed,
-                tenth,
-            } => {
-                *done += n;
-                let now_tenth = *done * 10 / (*total).max(1);
-                if now_tenth > *tenth || printed.elapsed() >= Duration::from_secs(5) {
-                    *tenth = now_tenth;
-                    *printed = Instant::now();
-                    eprintln!(
-                        "copy: {done}/{total} records ({}%), {collection}, {:.1}s",
-                        *done * 100 / (*total).max(1),
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-            }
-        }
-    }
-
-    fn collection_done(&mut self, name: &str, t: &Tally) {
-        let line = format!(
-            "copy: {name}: {} read, {} copied, {} already there, {} conflicts",
-            t.source, t.copied, t.already, t.conflicts
-        );
-        match self {
-            Progress::Bar(bar) => bar.println(line),
-            Progress::Lines { printed, .. } => {
-                *printed = Instant::now();
-                eprintln!("{line}");
-            }
-        }
-    }
-
-    fn warn(&self, line: &str) {
-        match self {
-            Progress::Bar(bar) => bar.suspend(|| eprintln!("{line}")),
-            Progress::Lines { .. } => eprintln!("{line}"),
-        }
-    }
-
-    fn finish(&self) {
-        if let Progress::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
-    }
 }

@@ -5,8 +5,12 @@
 //! the key pair and tokens for trying auth without an identity provider;
 //! `statusd copy` copies a sled data directory into PostgreSQL.
 
+mod api;
 pub mod copy;
 pub mod dev_keys;
+pub mod export;
+pub mod import;
+mod progress;
 pub mod token;
 
 use crate::config::Config;
@@ -34,6 +38,10 @@ pub enum Command {
     DevKeys(dev_keys::DevKeysArgs),
     /// Copy a sled data directory into a PostgreSQL database (stop the server first).
     Copy(copy::CopyArgs),
+    /// Write every record of a running server as JSON lines of Graph entities.
+    Export(export::ExportArgs),
+    /// Create the records of JSON lines of Graph entities in a running server.
+    Import(import::ImportArgs),
 }
 
 impl Command {
@@ -43,6 +51,8 @@ impl Command {
             Command::Token(args) => token::run(&args),
             Command::DevKeys(args) => dev_keys::run(&args),
             Command::Copy(args) => copy::run(&args).await,
+            Command::Export(args) => export::run(&args).await,
+            Command::Import(args) => import::run(&args).await,
         }
     }
 }
