@@ -48,10 +48,7 @@ pub async fn intercept(State(batch): State<Batch>, req: Request, next: Next) -> 
     let Some(version) = batch_version(req.method(), req.uri()) else {
         return next.run(req).await;
     };
-    let mut ids = RequestIds::new(req.headers());
-    if let Some(crate::server::RequestId(id)) = req.extensions().get() {
-        ids.adopt(id);
-    }
+    let ids = RequestIds::of(&req);
     let response = match tokio::time::timeout(batch.deadline, batch.handle(version, req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => e.into_response(),

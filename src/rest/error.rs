@@ -149,9 +149,15 @@ pub struct RequestIds {
 }
 
 impl RequestIds {
-    /// Ids for a request with these headers.
+    /// Ids for a request with these headers: a fresh `request-id`.
     pub fn new(headers: &HeaderMap) -> Self {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        Self::with_id(headers, uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Ids for a request whose `request-id` is `request_id` (the one the
+    /// listener gave it, which its log lines carry); `client-request-id` is
+    /// the client's if it sent a usable one, else the same.
+    pub fn with_id(headers: &HeaderMap, request_id: String) -> Self {
         let client_request_id = headers
             .get("client-request-id")
             .and_then(|v| v.to_str().ok())
@@ -163,14 +169,12 @@ impl RequestIds {
         }
     }
 
-    /// Uses `id` (the one the listener gave the request, which its log
-    /// lines carry) as `request-id`, and as `client-request-id` too unless
-    /// the client sent its own.
-    pub fn adopt(&mut self, id: &str) {
-        if self.client_request_id == self.request_id {
-            self.client_request_id = id.to_owned();
+    /// The ids of `req`: its listener-given id when it has one.
+    pub fn of(req: &Request) -> Self {
+        match req.extensions().get::<crate::server::RequestId>() {
+            Some(crate::server::RequestId(id)) => Self::with_id(req.headers(), id.clone()),
+            None => Self::new(req.headers()),
         }
-        self.request_id = id.to_owned();
     }
 
     /// Adds the Graph headers, and renders a pending or foreign error body.
@@ -220,10 +224,7 @@ impl RequestIds {
 
 /// Middleware: Graph headers on every REST response, Graph bodies on every error.
 pub async fn graph_headers(req: Request, next: Next) -> Response {
-    let mut ids = RequestIds::new(req.headers());
-    if let Some(crate::server::RequestId(id)) = req.extensions().get() {
-        ids.adopt(id);
-    }
+    let ids = RequestIds::of(&req);
     let resp = next.run(req).await;
     ids.finish(resp)
 }
