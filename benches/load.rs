@@ -67,8 +67,8 @@ struct Args {
     postgres: bool,
     /// The database for `--postgres` (else a throwaway server is started).
     database_url: Option<String>,
-    /// Interleaved rounds of the `--postgres` comparison.
-    rounds: usize,
+    /// Interleaved rounds (main table: 1, `--postgres`: 3, unless given).
+    rounds: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -83,7 +83,7 @@ fn parse_args() -> Args {
         auth: false,
         postgres: false,
         database_url: None,
-        rounds: 3,
+        rounds: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -99,7 +99,7 @@ fn parse_args() -> Args {
             "--auth" => a.auth = true,
             "--postgres" => a.postgres = true,
             "--database-url" => a.database_url = Some(value()),
-            "--rounds" => a.rounds = value().parse().expect("rounds"),
+            "--rounds" => a.rounds = Some(value().parse().expect("rounds")),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -663,45 +663,56 @@ fn main() {
             "{:<12} {:>5} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7}",
             "scenario", "conc", "ops", "ops/s", "p50 ms", "p99 ms", "p999 ms", "errors", "/noop", "/etcd"
         );
-        for &conc in &args.concurrency {
-            let mut noop_rate = None;
-            let mut etcd_rate = None;
-            for scenario in &args.scenarios {
-                let target = match scenario.as_str() {
-                    "etcd-put" => match ETCD.get() {
-                        Some(etcd) => etcd.as_slice(),
-                        None => continue,
-                    },
-                    _ => chans.as_slice(),
-                };
-                let r = run(scenario, conc, args.seconds, &addr, target, known.clone()).await;
-                let rate = r.ops as f64 / r.secs;
-                if scenario == "grpc-noop" {
-                    noop_rate = Some(rate);
-                }
-                let ratio = noop_rate.map_or(String::from("-"), |n| format!("{:.2}", rate / n));
-                let vs_etcd = match (scenario.as_str(), etcd_rate) {
-                    ("etcd-put", _) => {
-                        etcd_rate = Some(rate);
-                        String::from("1.00")
-                    }
-                    (s, Some(e)) if s.ends_with("-create") => format!("{:.2}", rate / e),
-                    _ => String::from("-"),
-                };
-                println!(
-                    "{:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>8} {:>7}",
-                    scenario,
-                    conc,
-                    r.ops,
-                    rate,
-                    pct(&r.lat_us, 0.5),
-                    pct(&r.lat_us, 0.99),
-                    pct(&r.lat_us, 0.999),
-                    r.errors,
-                    ratio,
-                    vs_etcd
-                );
+        let rounds = args.rounds.unwrap_or(1);
+        let mut rates: std::collections::BTreeMap<(usize, usize, String), f64> = Default::default();
+        for round in 1..=rounds {
+            if rounds > 1 {
+                println!("round {round}");
             }
+            for &conc in &args.concurrency {
+                let mut noop_rate = None;
+                let mut etcd_rate = None;
+                for scenario in &args.scenarios {
+                    let target = match scenario.as_str() {
+                        "etcd-put" => match ETCD.get() {
+                            Some(etcd) => etcd.as_slice(),
+                            None => continue,
+                        },
+                        _ => chans.as_slice(),
+                    };
+                    let r = run(scenario, conc, args.seconds, &addr, target, known.clone()).await;
+                    let rate = r.ops as f64 / r.secs;
+                    rates.entry((round, conc, scenario.clone())).or_insert(rate);
+                    if scenario == "grpc-noop" {
+                        noop_rate = Some(rate);
+                    }
+                    let ratio = noop_rate.map_or(String::from("-"), |n| format!("{:.2}", rate / n));
+                    let vs_etcd = match (scenario.as_str(), etcd_rate) {
+                        ("etcd-put", _) => {
+                            etcd_rate = Some(rate);
+                            String::from("1.00")
+                        }
+                        (s, Some(e)) if s.ends_with("-create") => format!("{:.2}", rate / e),
+                        _ => String::from("-"),
+                    };
+                    println!(
+                        "{:<12} {:>5} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>8} {:>7}",
+                        scenario,
+                        conc,
+                        r.ops,
+                        rate,
+                        pct(&r.lat_us, 0.5),
+                        pct(&r.lat_us, 0.99),
+                        pct(&r.lat_us, 0.999),
+                        r.errors,
+                        ratio,
+                        vs_etcd
+                    );
+                }
+            }
+        }
+        if rounds > 1 {
+            same_round_ratios(&rates, rounds, &args.concurrency);
         }
         drop(etcd);
         if args.interference > 0 {
@@ -821,6 +832,41 @@ async fn interference(addr: &str, chans: &[Channel], n: u64, secs: f64, known: A
     );
 }
 
+/// The ratios a comparison needs, each taken within one round, as min /
+/// median / max over the rounds.
+fn same_round_ratios(
+    rates: &std::collections::BTreeMap<(usize, usize, String), f64>,
+    rounds: usize,
+    concurrency: &[usize],
+) {
+    println!("same-round ratios (min / median / max over {rounds} rounds):");
+    for &conc in concurrency {
+        for (a, b) in [
+            ("grpc-create", "grpc-noop"),
+            ("grpc-create", "etcd-put"),
+            ("rest-create", "grpc-noop"),
+            ("rest-create", "etcd-put"),
+            ("rest-create", "grpc-create"),
+            ("rest-list", "grpc-list"),
+            ("grpc-get", "grpc-noop"),
+        ] {
+            let mut v: Vec<f64> = (1..=rounds)
+                .filter_map(|r| Some(rates.get(&(r, conc, a.to_owned()))? / rates.get(&(r, conc, b.to_owned()))?))
+                .collect();
+            if v.is_empty() {
+                continue;
+            }
+            v.sort_by(f64::total_cmp);
+            println!(
+                "  c{conc:<3} {a:>12} / {b:<12} {:.2} / {:.2} / {:.2}",
+                v[0],
+                v[v.len() / 2],
+                v[v.len() - 1]
+            );
+        }
+    }
+}
+
 /// etcd's version line, for the record.
 fn etcd_version() -> String {
     std::process::Command::new("etcd")
@@ -894,7 +940,7 @@ async fn compare_postgres(args: &Args) {
     println!(
         "sled vs PostgreSQL ({}), {} rounds of {} s per row",
         statusd::store::postgres::redacted(&base_url),
-        args.rounds,
+        args.rounds.unwrap_or(3),
         args.seconds
     );
     println!(
@@ -907,7 +953,7 @@ async fn compare_postgres(args: &Args) {
         ("postgres x2", &a_addr, &both_chans, &pg_known),
     ];
     let mut ratios: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    for round in 1..=args.rounds {
+    for round in 1..=args.rounds.unwrap_or(3) {
         for &conc in &args.concurrency {
             let noop = run(
                 "grpc-noop",
@@ -953,7 +999,10 @@ async fn compare_postgres(args: &Args) {
             }
         }
     }
-    println!("same-round ratios (min / median / max over {} rounds):", args.rounds);
+    println!(
+        "same-round ratios (min / median / max over {} rounds):",
+        args.rounds.unwrap_or(3)
+    );
     for (what, mut v) in ratios {
         v.sort_by(f64::total_cmp);
         println!(
