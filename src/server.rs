@@ -121,7 +121,7 @@ impl Server {
             tokio::spawn(crate::tls::reload_on_sighup(tls.clone(), signal.clone()));
         }
         let task = tokio::spawn(accept_loop(listener, app, tls.clone(), config.clone(), signal));
-        tracing::info!(%addr, tls = tls.is_some(), auth = auth_enabled, store = %backend.describe(), durability = ?config.durability, "statusd serving gRPC and REST");
+        tracing::info!(%addr, tls = tls.is_some(), auth = auth_enabled, store = %backend.describe(), "statusd serving gRPC and REST");
         let insecure_reminder = (config.insecure_no_auth && !auth_enabled).then(|| {
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(INSECURE_REMINDER);

@@ -86,7 +86,7 @@ impl BackendConfig {
     /// Where the data lives, for logs (a database URL without its password).
     pub fn describe(&self) -> String {
         match self {
-            BackendConfig::Sled(c) => format!("sled in {}", c.path.display()),
+            BackendConfig::Sled(c) => format!("sled in {} ({:?})", c.path.display(), c.durability),
             BackendConfig::Postgres(c) => format!("PostgreSQL at {}", postgres::redacted(&c.url)),
         }
     }
