@@ -567,6 +567,13 @@ fn router(
             metrics.merge(app)
         }
     };
+    // The API document is open: it describes routes, holds no record.
+    let app = axum::Router::new()
+        .route(
+            "/openapi.json",
+            axum::routing::get(|| async { axum::Json(crate::rest::openapi::document().clone()) }),
+        )
+        .merge(app);
     // Every request counted and timed; outermost, its id and log span.
     Ok(app
         .layer(axum::middleware::from_fn(crate::metrics::track))

@@ -11,6 +11,7 @@ pub mod error;
 pub mod json;
 pub mod links;
 pub mod odata;
+pub mod openapi;
 pub mod path;
 
 pub use links::{is_plain_authority, Links};
