@@ -10,15 +10,10 @@ mod tools;
 use common::TestServer;
 use std::process::Command;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_graph_python_sdks_work_unchanged() {
-    if tools::skip_interop() {
-        return;
-    }
-    let venv = tools::graph_sdks();
-    let t = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/graph_sdk.py");
-    let base = t.base_url();
+/// Runs `tests/interop/<script>` with the venv's Python against `base`;
+/// it must exit 0 and print "OK".
+async fn run_script(venv: std::path::PathBuf, script: &str, base: String) {
+    let script = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::task::spawn_blocking(move || {
         Command::new(venv.join("bin/python"))
             .arg(script)
@@ -31,8 +26,17 @@ async fn official_graph_python_sdks_work_unchanged() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}");
-    assert!(out.status.success(), "the SDK script failed:\n{stdout}\n{stderr}");
+    assert!(out.status.success(), "the script failed:\n{stdout}\n{stderr}");
     assert!(stdout.lines().any(|l| l == "OK"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_graph_python_sdks_work_unchanged() {
+    if tools::skip_interop() {
+        return;
+    }
+    let t = TestServer::start().await;
+    run_script(tools::graph_sdks(), "graph_sdk.py", t.base_url()).await;
 }
 
 /// msgraph-core's batch helpers, unchanged: `BatchRequestContent` built from
@@ -44,22 +48,6 @@ async fn the_python_sdk_batch_helpers_work_unchanged() {
     if tools::skip_interop() {
         return;
     }
-    let venv = tools::graph_sdks_with_batch();
     let t = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/graph_batch.py");
-    let base = t.base_url();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(venv.join("bin/python"))
-            .arg(script)
-            .arg(base)
-            .output()
-            .expect("run python")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}");
-    assert!(out.status.success(), "the batch script failed:\n{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l == "OK"), "{stdout}");
+    run_script(tools::graph_sdks_with_batch(), "graph_batch.py", t.base_url()).await;
 }

@@ -146,6 +146,114 @@ fn with_params(params: &[&str], ops: Map<String, Value>) -> Value {
     Value::Object(item)
 }
 
+/// Read and write error codes.
+const READ_ERRORS: [&str; 5] = ["400", "401", "403", "404", "503"];
+const WRITE_ERRORS: [&str; 7] = ["400", "401", "403", "404", "409", "413", "503"];
+
+fn ok(code: &str, schema: &str) -> Map<String, Value> {
+    one(code, "OK", Some(json_content(reference(schema))))
+}
+
+/// GET (a page of) and POST (one more `entity`) on a collection.
+fn collection_ops(collection: &str, entity: &str, schema: &str) -> Map<String, Value> {
+    Map::from_iter([
+        (
+            "get".to_owned(),
+            op(
+                format!("List {collection}"),
+                ok("200", &format!("{schema}Collection")),
+                &READ_ERRORS,
+                list_params(),
+            ),
+        ),
+        (
+            "post".to_owned(),
+            op(
+                format!("Create a {entity}"),
+                ok("201", schema),
+                &WRITE_ERRORS,
+                body(reference(schema)),
+            ),
+        ),
+    ])
+}
+
+/// GET, PATCH and DELETE of one `entity`.
+fn item_ops(entity: &str, schema: &str, deleting_also: &str) -> Map<String, Value> {
+    Map::from_iter([
+        (
+            "get".to_owned(),
+            op(format!("Read a {entity}"), ok("200", schema), &READ_ERRORS, Map::new()),
+        ),
+        (
+            "patch".to_owned(),
+            op(
+                format!("Update a {entity}"),
+                ok("200", schema),
+                &WRITE_ERRORS,
+                body(reference(schema)),
+            ),
+        ),
+        (
+            "delete".to_owned(),
+            op(
+                format!("Delete a {entity}{deleting_also}"),
+                one("204", "deleted", None),
+                &READ_ERRORS,
+                Map::new(),
+            ),
+        ),
+    ])
+}
+
+/// `…/$count` of a collection.
+fn count_op(collection: &str) -> Map<String, Value> {
+    let text = json!({"text/plain": {"schema": {"type": "integer"}}});
+    Map::from_iter([(
+        "get".to_owned(),
+        op(
+            format!("Count {collection}"),
+            one("200", "the count", Some(text)),
+            &READ_ERRORS,
+            Map::new(),
+        ),
+    )])
+}
+
+/// GET, PUT and DELETE of a certificate reference (`nav`).
+fn reference_ops(nav: &str) -> Map<String, Value> {
+    let link = json!({"type": "object", "required": ["@odata.id"], "properties": {"@odata.id": {"type": "string"}}});
+    Map::from_iter([
+        (
+            "get".to_owned(),
+            op(
+                format!("The {nav} reference"),
+                one("200", "the reference", Some(json_content(link.clone()))),
+                &READ_ERRORS,
+                Map::new(),
+            ),
+        ),
+        (
+            "put".to_owned(),
+            op(
+                format!("Set the {nav} reference"),
+                one("204", "set", None),
+                &WRITE_ERRORS,
+                body(link),
+            ),
+        ),
+        (
+            "delete".to_owned(),
+            op(
+                format!("Clear the {nav} reference"),
+                one("204", "cleared", None),
+                &READ_ERRORS,
+                Map::new(),
+            ),
+        ),
+    ])
+}
+
 fn build() -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
@@ -168,8 +276,6 @@ fn build() -> Value {
             collection_of(kind.entity_name()),
         );
     }
-    let w = ["400", "401", "403", "404", "409", "413", "503"];
-    let r = ["400", "401", "403", "404", "503"];
     for version in VERSIONS {
         let v = version.segment();
         for sk in StatusKind::ALL {
@@ -180,170 +286,28 @@ fn build() -> Value {
         for kind in ParentKind::ALL {
             let e = kind.entity_name();
             let base = format!("/{v}/{}/{}", kind.root(), kind.collection());
-            let ok = |code: &str, schema: &str| one(code, "OK", Some(json_content(reference(schema))));
-            let mut ops = Map::new();
-            ops.insert(
-                "get".into(),
-                op(
-                    format!("List {}", kind.collection()),
-                    ok("200", &format!("{e}Collection")),
-                    &r,
-                    list_params(),
-                ),
-            );
-            ops.insert(
-                "post".into(),
-                op(format!("Create a {e}"), ok("201", e), &w, body(reference(e))),
-            );
-            paths.insert(base.clone(), with_params(&[], ops));
-            paths.insert(
-                format!("{base}/$count"),
-                with_params(
-                    &[],
-                    Map::from_iter([(
-                        "get".to_owned(),
-                        op(
-                            format!("Count {}", kind.collection()),
-                            one(
-                                "200",
-                                "the count",
-                                Some(json!({"text/plain": {"schema": {"type": "integer"}}})),
-                            ),
-                            &r,
-                            Map::new(),
-                        ),
-                    )]),
-                ),
-            );
+            paths.insert(base.clone(), with_params(&[], collection_ops(kind.collection(), e, e)));
+            paths.insert(format!("{base}/$count"), with_params(&[], count_op(kind.collection())));
             let item = format!("{base}/{{id}}");
-            let mut ops = Map::new();
-            ops.insert("get".into(), op(format!("Read a {e}"), ok("200", e), &r, Map::new()));
-            ops.insert(
-                "patch".into(),
-                op(format!("Update a {e}"), ok("200", e), &w, body(reference(e))),
-            );
-            ops.insert(
-                "delete".into(),
-                op(
-                    format!("Delete a {e} and its statuses"),
-                    one("204", "deleted", None),
-                    &r,
-                    Map::new(),
-                ),
-            );
-            paths.insert(item.clone(), with_params(&["id"], ops));
+            paths.insert(item.clone(), with_params(&["id"], item_ops(e, e, " and its statuses")));
             if kind.has_certificates() && version.is_beta() {
                 for nav in ["rootCertificate", "identityCertificate"] {
-                    let mut ops = Map::new();
-                    ops.insert(
-                        "get".into(),
-                        op(
-                            format!("The {nav} reference"),
-                            one(
-                                "200",
-                                "the reference",
-                                Some(json_content(
-                                    json!({"type": "object", "properties": {"@odata.id": {"type": "string"}}}),
-                                )),
-                            ),
-                            &r,
-                            Map::new(),
-                        ),
-                    );
-                    ops.insert("put".into(), op(format!("Set the {nav} reference"), one("204", "set", None), &w, body(json!({"type": "object", "required": ["@odata.id"], "properties": {"@odata.id": {"type": "string"}}}))));
-                    ops.insert(
-                        "delete".into(),
-                        op(
-                            format!("Clear the {nav} reference"),
-                            one("204", "cleared", None),
-                            &r,
-                            Map::new(),
-                        ),
-                    );
-                    paths.insert(format!("{item}/{nav}/$ref"), with_params(&["id"], ops));
+                    paths.insert(format!("{item}/{nav}/$ref"), with_params(&["id"], reference_ops(nav)));
                 }
             }
             for sk in kind.status_kinds() {
                 let s = status_schema_name(sk, version);
                 let coll = format!("{item}/{}", sk.segment());
-                let mut ops = Map::new();
-                ops.insert(
-                    "get".into(),
-                    op(
-                        format!("List the {}", sk.segment()),
-                        ok("200", &format!("{s}Collection")),
-                        &r,
-                        list_params(),
-                    ),
-                );
-                ops.insert(
-                    "post".into(),
-                    op(
-                        format!("Create a {}", sk.entity_name()),
-                        ok("201", &s),
-                        &w,
-                        body(reference(&s)),
-                    ),
-                );
+                let ops = collection_ops(sk.segment(), sk.entity_name(), &s);
+                let mut by_ref = ops.clone();
+                by_ref.remove("get");
                 paths.insert(coll.clone(), with_params(&["id"], ops));
+                paths.insert(format!("{coll}/$ref"), with_params(&["id"], by_ref));
+                paths.insert(format!("{coll}/$count"), with_params(&["id"], count_op(sk.segment())));
                 paths.insert(
-                    format!("{coll}/$ref"),
-                    with_params(
-                        &["id"],
-                        Map::from_iter([(
-                            "post".to_owned(),
-                            op(
-                                format!("Create a {} (the /$ref form)", sk.entity_name()),
-                                ok("201", &s),
-                                &w,
-                                body(reference(&s)),
-                            ),
-                        )]),
-                    ),
+                    format!("{coll}/{{statusId}}"),
+                    with_params(&["id", "statusId"], item_ops(sk.entity_name(), &s, "")),
                 );
-                paths.insert(
-                    format!("{coll}/$count"),
-                    with_params(
-                        &["id"],
-                        Map::from_iter([(
-                            "get".to_owned(),
-                            op(
-                                format!("Count the {}", sk.segment()),
-                                one(
-                                    "200",
-                                    "the count",
-                                    Some(json!({"text/plain": {"schema": {"type": "integer"}}})),
-                                ),
-                                &r,
-                                Map::new(),
-                            ),
-                        )]),
-                    ),
-                );
-                let mut ops = Map::new();
-                ops.insert(
-                    "get".into(),
-                    op(format!("Read a {}", sk.entity_name()), ok("200", &s), &r, Map::new()),
-                );
-                ops.insert(
-                    "patch".into(),
-                    op(
-                        format!("Update a {}", sk.entity_name()),
-                        ok("200", &s),
-                        &w,
-                        body(reference(&s)),
-                    ),
-                );
-                ops.insert(
-                    "delete".into(),
-                    op(
-                        format!("Delete a {}", sk.entity_name()),
-                        one("204", "deleted", None),
-                        &r,
-                        Map::new(),
-                    ),
-                );
-                paths.insert(format!("{coll}/{{statusId}}"), with_params(&["id", "statusId"], ops));
             }
         }
         let batch_request = json!({"type": "object", "required": ["requests"], "properties": {"requests": {"type": "array", "maxItems": 20, "items": {
