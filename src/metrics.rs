@@ -87,6 +87,12 @@ fn describe() {
     metrics::describe_histogram!(PG_BATCH_ROWS, "Status creates sent to PostgreSQL in one statement.");
 }
 
+/// A REST response's route label, set by the REST edge from the route it
+/// parsed (errors rebuilt by the Graph layer lose it; then it is derived
+/// from the path here).
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
 /// Counts a refusal (`size`, `unauthenticated`, `forbidden`, `deadline`).
 pub fn refused(reason: &'static str) {
     metrics::counter!(REFUSED, "reason" => reason).increment(1);
@@ -110,7 +116,11 @@ pub async fn track(req: Request, next: Next) -> Response {
         let route = if code == "12" { "other".to_owned() } else { path };
         ("grpc", code, route)
     } else {
-        ("rest", resp.status().as_str().to_owned(), rest_route(&path))
+        let route = match resp.extensions().get::<RouteLabel>() {
+            Some(RouteLabel(label)) => label.clone(),
+            None => rest_route(&path),
+        };
+        ("rest", resp.status().as_str().to_owned(), route)
     };
     metrics::counter!(REQUESTS, "edge" => edge, "method" => method, "route" => route.clone(), "code" => code)
         .increment(1);

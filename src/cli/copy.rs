@@ -91,6 +91,34 @@ impl Tally {
     }
 }
 
+/// A parent collection of the source, page by page in id order.
+struct ParentPages {
+    kind: ParentKind,
+    after: Option<String>,
+    done: bool,
+}
+
+impl ParentPages {
+    fn new(kind: ParentKind) -> ParentPages {
+        ParentPages {
+            kind,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next page, or `None` after the last.
+    async fn next(&mut self, source: &dyn Store) -> Result<Option<Vec<Parent>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = source.list_parents(self.kind, self.after.as_deref(), PAGE).await?;
+        self.done = page.len() < PAGE;
+        self.after = page.last().map(|p| p.id.clone());
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
 /// The counts of the certificate-reference pass.
 #[derive(Debug, Default)]
 struct References {
@@ -265,16 +293,9 @@ impl Copier {
 
     /// Copies the parents of `kind`, without their certificate references.
     async fn parents(&mut self, kind: ParentKind, i: usize) -> Result<(), String> {
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .source
-                .list_parents(kind, after.as_deref(), PAGE)
-                .await
-                .map_err(|e| format!("cannot read the {}: {e}", kind.collection()))?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            let full = page.len() == PAGE;
+        let read_error = |e: Error| format!("cannot read the {}: {e}", kind.collection());
+        let mut pages = ParentPages::new(kind);
+        while let Some(page) = pages.next(&*self.source).await.map_err(read_error)? {
             self.parents[i].source += page.len() as u64;
             let target = &self.target;
             let mut writes = stream::iter(page)
@@ -282,9 +303,6 @@ impl Copier {
                 .buffer_unordered(self.concurrency);
             while let Some(outcome) = writes.next().await {
                 record(&mut self.parents[i], &mut self.progress, outcome?);
-            }
-            if !full {
-                break;
             }
         }
         Ok(())
@@ -294,16 +312,9 @@ impl Copier {
     /// parent now being in the target.
     async fn references(&mut self) -> Result<(), String> {
         let kind = ParentKind::DeviceConfiguration;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .source
-                .list_parents(kind, after.as_deref(), PAGE)
-                .await
-                .map_err(|e| format!("cannot read the {}: {e}", kind.collection()))?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            let full = page.len() == PAGE;
+        let read_error = |e: Error| format!("cannot read the {}: {e}", kind.collection());
+        let mut pages = ParentPages::new(kind);
+        while let Some(page) = pages.next(&*self.source).await.map_err(read_error)? {
             let mut todo = Vec::new();
             for mut p in page {
                 if p.root_certificate_id.is_none() && p.identity_certificate_id.is_none() {
@@ -327,9 +338,6 @@ impl Copier {
                         self.progress.warn(&m);
                     }
                 }
-            }
-            if !full {
-                break;
             }
         }
         Ok(())
@@ -370,15 +378,8 @@ impl Copier {
     async fn statuses(&mut self, sk: StatusKind) -> Result<(), String> {
         let read_error = |e: Error| format!("cannot read the {}: {e}", status_collection(sk));
         let mut batch: Vec<(String, Status)> = Vec::new();
-        let mut after_parent: Option<String> = None;
-        loop {
-            let parents = self
-                .source
-                .list_parents(sk.parent, after_parent.as_deref(), PAGE)
-                .await
-                .map_err(read_error)?;
-            let Some(last) = parents.last() else { break };
-            after_parent = Some(last.id.clone());
+        let mut pages = ParentPages::new(sk.parent);
+        while let Some(parents) = pages.next(&*self.source).await.map_err(read_error)? {
             for p in &parents {
                 let mut after: Option<String> = None;
                 loop {
@@ -398,9 +399,6 @@ impl Copier {
                         break;
                     }
                 }
-            }
-            if parents.len() < PAGE {
-                break;
             }
         }
         self.write_statuses(sk, batch).await
@@ -591,11 +589,8 @@ async fn copy_status(target: &dyn Store, sk: StatusKind, parent_id: &str, s: &St
 async fn count(store: &dyn Store, kind: ParentKind, concurrency: usize) -> Result<(u64, [u64; 2]), Error> {
     let mut parents = 0;
     let mut statuses = [0u64; 2];
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_parents(kind, after.as_deref(), PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
+    let mut pages = ParentPages::new(kind);
+    while let Some(page) = pages.next(store).await? {
         parents += page.len() as u64;
         let mut counts = stream::iter(&page)
             .map(|p| async move {
@@ -618,9 +613,6 @@ async fn count(store: &dyn Store, kind: ParentKind, concurrency: usize) -> Resul
             let n = n?;
             statuses[0] += n[0];
             statuses[1] += n[1];
-        }
-        if page.len() < PAGE {
-            break;
         }
     }
     Ok((parents, statuses))

@@ -165,18 +165,9 @@ pub async fn run(args: &ImportArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The configuration id a bind URL names: `…/deviceConfigurations('id')`
-/// or `…/deviceConfigurations/id`.
+/// The configuration a bind URL names (the server's own reading of it).
 fn bound_id(url: &str) -> Option<String> {
-    let tail = url.rsplit_once("deviceConfigurations")?.1;
-    let id = match tail.strip_prefix("('") {
-        Some(quoted) => quoted.strip_suffix("')")?.replace("''", "'"),
-        None => percent_encoding::percent_decode_str(tail.strip_prefix('/')?)
-            .decode_utf8()
-            .ok()?
-            .into_owned(),
-    };
-    (!id.is_empty()).then_some(id)
+    crate::rest::json::bound_id("@odata.bind", url).ok()
 }
 
 fn reject(progress: &mut Progress, summary: &mut Summary, line: usize, reason: &str) {

@@ -62,10 +62,16 @@ pub fn router(service: Service, body_limit: usize, links: Links) -> Router {
 }
 
 async fn handle(State(rest): State<Rest>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    match rest.dispatch(&method, &uri, &headers, &body).await {
+    let mut route = None;
+    let mut resp = match rest.dispatch(&method, &uri, &headers, &body, &mut route).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    // The route as parsed here, so the metrics layer need not parse it again.
+    if let Some(label) = route {
+        resp.extensions_mut().insert(crate::metrics::RouteLabel(label));
     }
+    resp
 }
 
 /// What every handler needs to know about the request.
@@ -229,12 +235,14 @@ impl Rest {
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
+        label: &mut Option<String>,
     ) -> Result<Response, GraphError> {
         let full = uri.path().trim_start_matches('/');
         let (prefix, rest) = full.split_once('/').unwrap_or((full, ""));
         let version = ApiVersion::from_segment(prefix)
             .ok_or_else(|| GraphError::bad_request(format!("Invalid version '{prefix}'.")))?;
         let route = path::parse(version, rest)?;
+        *label = Some(format!("{prefix}/{}", route.label()));
         let ctx = Ctx {
             version,
             base: self.links.base(headers, uri),

@@ -222,29 +222,36 @@ fn unknown_segment(seg: &str) -> GraphError {
     GraphError::bad_request(format!("Resource not found for the segment '{seg}'."))
 }
 
-/// A label for the route `path` (after the version prefix) names, with ids
-/// left out, e.g. `deviceManagement/deviceCompliancePolicies/{id}/userStatuses`
-/// (for metrics: bounded, whatever the ids); `other` if it is no route.
-pub fn route_label(version: ApiVersion, path: &str) -> String {
-    let parent = |pp: &ParentPath| {
-        let mut s = format!("{}/{}/{{id}}", pp.kind.root(), pp.kind.collection());
-        for c in &pp.via {
-            s.push('/');
-            s.push_str(c.name());
+impl Route {
+    /// A label for this route with ids left out, e.g.
+    /// `deviceManagement/deviceCompliancePolicies/{id}/userStatuses` (for
+    /// metrics: bounded, whatever the ids).
+    pub fn label(&self) -> String {
+        let parent = |pp: &ParentPath| {
+            let mut s = format!("{}/{}/{{id}}", pp.kind.root(), pp.kind.collection());
+            for c in &pp.via {
+                s.push('/');
+                s.push_str(c.name());
+            }
+            s
+        };
+        match self {
+            Route::Parents(k) => format!("{}/{}", k.root(), k.collection()),
+            Route::ParentsCount(k) => format!("{}/{}/$count", k.root(), k.collection()),
+            Route::Parent(pp) => parent(pp),
+            Route::CertificateRef(pp) => format!("{}/$ref", parent(pp)),
+            Route::Statuses(k, pp) => format!("{}/{}", parent(pp), k.segment()),
+            Route::StatusesRef(k, pp) => format!("{}/{}/$ref", parent(pp), k.segment()),
+            Route::StatusesCount(k, pp) => format!("{}/{}/$count", parent(pp), k.segment()),
+            Route::Status(k, pp, _) => format!("{}/{}/{{id}}", parent(pp), k.segment()),
         }
-        s
-    };
-    match parse(version, path) {
-        Ok(Route::Parents(k)) => format!("{}/{}", k.root(), k.collection()),
-        Ok(Route::ParentsCount(k)) => format!("{}/{}/$count", k.root(), k.collection()),
-        Ok(Route::Parent(pp)) => parent(&pp),
-        Ok(Route::CertificateRef(pp)) => format!("{}/$ref", parent(&pp)),
-        Ok(Route::Statuses(k, pp)) => format!("{}/{}", parent(&pp), k.segment()),
-        Ok(Route::StatusesRef(k, pp)) => format!("{}/{}/$ref", parent(&pp), k.segment()),
-        Ok(Route::StatusesCount(k, pp)) => format!("{}/{}/$count", parent(&pp), k.segment()),
-        Ok(Route::Status(k, pp, _)) => format!("{}/{}/{{id}}", parent(&pp), k.segment()),
-        Err(_) => "other".to_owned(),
     }
+}
+
+/// The [`Route::label`] of `path` (after the version prefix); `other` if it
+/// is no route.
+pub fn route_label(version: ApiVersion, path: &str) -> String {
+    parse(version, path).map_or_else(|_| "other".to_owned(), |r| r.label())
 }
 
 #[cfg(test)]

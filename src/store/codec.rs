@@ -45,6 +45,14 @@ pub fn encode_record<T: Serialize>(record: &T) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A status from its id and its stored record (the body).
+pub fn decode_status(id: &str, record: &[u8]) -> Result<crate::model::Status> {
+    Ok(crate::model::Status {
+        id: id.to_owned(),
+        body: decode(record)?,
+    })
+}
+
 /// Decodes a record written by [`encode`]; unknown versions and malformed
 /// bytes are `Internal` errors (they mean corruption or a newer writer).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {

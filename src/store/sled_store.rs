@@ -14,7 +14,7 @@ use super::{codec, durable_dir, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::id::MAX_ID_LEN;
 use crate::model::limits::MAX_RECORD_BYTES;
-use crate::model::{Parent, ParentKind, Status, StatusBody, StatusKind};
+use crate::model::{Parent, ParentKind, Status, StatusKind};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::collections::HashMap;
@@ -328,10 +328,7 @@ fn tx_result<T>(r: Result<T, TransactionError<Error>>) -> Result<T> {
 
 fn decode_status(key: &[u8], value: &[u8]) -> Result<Status> {
     let (_, id) = keys::split_status_key(key).ok_or_else(|| Error::Internal("malformed status key".into()))?;
-    Ok(Status {
-        id: id.to_owned(),
-        body: codec::decode::<StatusBody>(value)?,
-    })
+    codec::decode_status(id, value)
 }
 
 #[async_trait::async_trait]

@@ -163,10 +163,8 @@ impl Cluster {
     /// Starts the server again on the same directory and port (after a
     /// postmaster kill, once its orphaned backends are gone).
     pub fn start_again(&self) {
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='{}' -c fsync=on -c synchronous_commit=on -c max_connections=200",
-            self.port, self.dir
-        );
+        // The options scripts/throwaway-postgres started it with.
+        let options = std::fs::read_to_string(format!("{}/pg_ctl-options", self.dir)).expect("the server's options");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let log = format!("{}/server.log", self.dir);

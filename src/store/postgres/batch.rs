@@ -131,19 +131,24 @@ async fn run(store: &PostgresStore, kind: StatusKind, batch: Vec<Pending>) {
             return;
         }
     };
+    let is_written: Vec<bool> = batch
+        .iter()
+        .map(|p| written.contains(&(p.parent_id.clone(), p.id.clone())))
+        .collect();
     // The rows not written: a missing parent or a taken key.
     let skipped: Vec<&str> = batch
         .iter()
-        .filter(|p| !written.contains(&(p.parent_id.clone(), p.id.clone())))
-        .map(|p| p.parent_id.as_str())
+        .zip(&is_written)
+        .filter(|(_, w)| !**w)
+        .map(|(p, _)| p.parent_id.as_str())
         .collect();
     let existing = if skipped.is_empty() {
         Ok(HashSet::new())
     } else {
         store.existing_parents(kind, &skipped).await
     };
-    for p in batch {
-        let answer = if written.contains(&(p.parent_id.clone(), p.id.clone())) {
+    for (p, written) in batch.into_iter().zip(is_written) {
+        let answer = if written {
             Ok(())
         } else {
             match &existing {

@@ -30,7 +30,7 @@ pub use schema::SCHEMA_VERSION;
 use super::codec::{self, encode_record};
 use super::{parent_exists, parent_missing, reference_missing, status_exists, Store};
 use crate::error::{Error, Result};
-use crate::model::{Parent, ParentKind, Status, StatusBody, StatusKind};
+use crate::model::{Parent, ParentKind, Status, StatusKind};
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use errors::{db_error, retrying, violates, DbFailure};
 use schema::{ParentSql, StatusSql};
@@ -424,13 +424,7 @@ impl Store for PostgresStore {
                 .await?)
         })
         .await?;
-        row.map(|r| {
-            Ok(Status {
-                id: id.to_owned(),
-                body: codec::decode::<StatusBody>(r.get(0))?,
-            })
-        })
-        .transpose()
+        row.map(|r| codec::decode_status(id, r.get(0))).transpose()
     }
 
     async fn replace_status(&self, kind: StatusKind, parent_id: &str, expected: &Status, new: &Status) -> Result<bool> {
@@ -490,14 +484,7 @@ impl Store for PostgresStore {
             })
         })
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Status {
-                    id: r.get::<_, String>(0),
-                    body: codec::decode::<StatusBody>(r.get(1))?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| codec::decode_status(r.get(0), r.get(1))).collect()
     }
 
     async fn flush(&self) -> Result<()> {
