@@ -10,9 +10,16 @@
 //! neither holds a request (or a tokio worker) for minutes nor runs past the
 //! request's deadline. Until its cascade ends, a deleted parent's statuses are
 //! invisible (every status read checks the parent) and its id cannot be
-//! reused (a create is refused with UNAVAILABLE, "retry shortly"). The marker
-//! is removed last; a crash part-way leaves it, and the next open queues the
-//! cascade again (removing is idempotent).
+//! reused (a create is refused with UNAVAILABLE, "retry shortly").
+//!
+//! The statuses are removed from sled directly (they are invisible already,
+//! so nothing needs their removal logged); the marker is removed last,
+//! through the write-ahead log, by a record that also removes whatever is
+//! left under the parent's prefix (see [`SledStore`](super::SledStore)). A
+//! crash part-way leaves the marker, and the next open queues the cascade
+//! again (removing is idempotent); a replay of the closing record removes the
+//! statuses again, so statuses an older logged create brings back at replay
+//! never outlive it.
 
 use super::keys;
 use crate::error::{Error, Result};
@@ -44,10 +51,9 @@ pub struct CascadeTrees {
 }
 
 impl CascadeTrees {
-    /// Removes every status of `parent_id` under `kind`, then its marker;
-    /// `Ok(false)` if `stop` was raised, or `max_batches` full batches were
-    /// removed, before the end (the marker stays, and the cascade can be run
-    /// again).
+    /// Removes every status of `parent_id` under `kind`; `Ok(false)` if
+    /// `stop` was raised, or `max_batches` full batches were removed, before
+    /// the end (the cascade can be run again). The caller removes the marker.
     pub fn run(&self, kind: ParentKind, parent_id: &str, stop: &AtomicBool, max_batches: usize) -> Result<bool> {
         self.run_paced(kind, parent_id, stop, max_batches, 0)
     }
@@ -87,7 +93,6 @@ impl CascadeTrees {
                 std::thread::sleep(started.elapsed() * rest_per_busy);
             }
         }
-        self.cascades.remove(keys::cascade_key(kind.tag(), parent_id))?;
         Ok(true)
     }
 
@@ -114,6 +119,9 @@ struct Outstanding {
     idle: Condvar,
 }
 
+/// Records that a parent's cascade has ended (removes its marker).
+pub type Finish = Box<dyn Fn(ParentKind, &str) -> Result<()> + Send>;
+
 /// Handle to the cascade thread.
 pub struct Cascader {
     queue: Mutex<Option<mpsc::Sender<(ParentKind, String)>>>,
@@ -125,7 +133,7 @@ pub struct Cascader {
 impl Cascader {
     /// Starts the thread and queues every cascade recorded as pending (those
     /// a crash or a shutdown interrupted).
-    pub fn start(trees: CascadeTrees) -> Result<Self> {
+    pub fn start(trees: CascadeTrees, finish: Finish) -> Result<Self> {
         let pending = trees.pending()?;
         let (tx, rx) = mpsc::channel::<(ParentKind, String)>();
         let outstanding = Arc::new(Outstanding::default());
@@ -136,7 +144,8 @@ impl Cascader {
                 .name("statusd-cascade".into())
                 .spawn(move || {
                     for (kind, id) in rx {
-                        match trees.run_paced(kind, &id, &stop, usize::MAX, REST_PER_BUSY) {
+                        let run = trees.run_paced(kind, &id, &stop, usize::MAX, REST_PER_BUSY);
+                        match run.and_then(|done| if done { finish(kind, &id).map(|()| true) } else { Ok(false) }) {
                             Ok(true) => tracing::debug!(%kind, parent_id = %id, "cascade delete finished"),
                             Ok(false) => {}
                             Err(e) => tracing::error!(

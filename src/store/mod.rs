@@ -25,14 +25,15 @@
 mod cascade;
 mod codec;
 mod durable_dir;
-mod flusher;
 pub mod keys;
 pub mod postgres;
+mod sled_flush;
 mod sled_store;
 mod space;
+pub mod wal;
 
 pub use codec::{decode, encode, RECORD_VERSION};
-pub use flusher::Durability;
+pub use wal::Durability;
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sled_store::{FaultInjection, IntegrityReport, SledConfig, SledStore};
 

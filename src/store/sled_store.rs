@@ -6,17 +6,16 @@
 //! Values are [`super::codec`] records: a parent, or a status body (the status
 //! id is the tail of its key).
 
-use super::cascade::{CascadeTrees, Cascader, INLINE_BATCHES};
+use super::cascade::{self, CascadeTrees, Cascader, INLINE_BATCHES};
 use super::codec::encode_record;
-use super::flusher::{Durability, FlushTarget, Flusher};
+use super::sled_flush::FlushTarget;
 use super::space::SpaceGuard;
+use super::wal::{self, Action, Durability, Op, Wal};
 use super::{codec, durable_dir, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::id::MAX_ID_LEN;
 use crate::model::limits::MAX_RECORD_BYTES;
 use crate::model::{Parent, ParentKind, Status, StatusKind};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -72,8 +71,108 @@ pub struct SledConfig {
     pub faults: FaultInjection,
 }
 
-/// Stripes of the parent locks (see [`SledStore::create_status`]).
-const PARENT_LOCK_STRIPES: usize = 64;
+/// Stripes of the parent locks and of the status-key locks (see [`SledStore`]).
+const PARENT_LOCK_STRIPES: usize = 1024;
+const KEY_LOCK_STRIPES: usize = 4096;
+
+/// Key of the last revision a checkpoint covers, in sled's default tree.
+const REVISION_KEY: &[u8] = b"wal_revision";
+
+/// The numbers the write-ahead log names trees by (part of the storage
+/// format): the cascade markers, each parent tree by its kind's tag, each
+/// status tree by its parent's tag times 16 plus its shape.
+const CASCADES_TREE: u8 = 0;
+
+fn parent_tree(kind: ParentKind) -> u8 {
+    kind.tag()
+}
+
+fn status_tree(kind: StatusKind) -> u8 {
+    kind.parent.tag() * 16
+        + match kind.shape {
+            crate::model::StatusShape::User => 0,
+            crate::model::StatusShape::Device => 1,
+        }
+}
+
+/// Every tree, by its log number.
+#[derive(Clone)]
+struct Trees(std::sync::Arc<HashMap<u8, sled::Tree>>);
+
+impl Trees {
+    fn get(&self, id: u8) -> Result<&sled::Tree> {
+        self.0
+            .get(&id)
+            .ok_or_else(|| Error::Internal(format!("the write-ahead log names tree {id}, which does not exist")))
+    }
+
+    /// Applies one logged record (after its fsync, and at replay).
+    fn apply(&self, ops: &[Op]) -> Result<()> {
+        for op in ops {
+            let tree = self.get(op.tree)?;
+            match &op.action {
+                Action::Put(value) => {
+                    tree.insert(op.key.as_slice(), value.as_slice())?;
+                }
+                Action::Remove => {
+                    tree.remove(op.key.as_slice())?;
+                }
+                Action::RemovePrefix => {
+                    let mut batch = sled::Batch::default();
+                    for key in tree.scan_prefix(&op.key).keys() {
+                        batch.remove(key?);
+                    }
+                    tree.apply_batch(batch)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record that ends a parent's cascade: every status left under it (none
+/// at run time; those an older logged create brings back at replay) and its
+/// marker.
+fn cascade_done(kind: ParentKind, parent_id: &str) -> Vec<Op> {
+    let prefix = keys::status_prefix(parent_id);
+    let mut ops: Vec<Op> = kind
+        .status_kinds()
+        .into_iter()
+        .map(|sk| Op {
+            tree: status_tree(sk),
+            key: prefix.clone(),
+            action: Action::RemovePrefix,
+        })
+        .collect();
+    ops.push(Op {
+        tree: CASCADES_TREE,
+        key: keys::cascade_key(kind.tag(), parent_id),
+        action: Action::Remove,
+    });
+    ops
+}
+
+fn put(tree: u8, key: impl Into<Vec<u8>>, value: Vec<u8>) -> Op {
+    Op {
+        tree,
+        key: key.into(),
+        action: Action::Put(value),
+    }
+}
+
+fn remove(tree: u8, key: impl Into<Vec<u8>>) -> Op {
+    Op {
+        tree,
+        key: key.into(),
+        action: Action::Remove,
+    }
+}
+
+/// A parent lock stripe held shared or exclusive.
+enum Held<'a> {
+    Shared { _guard: tokio::sync::RwLockReadGuard<'a, ()> },
+    Exclusive { _guard: tokio::sync::RwLockWriteGuard<'a, ()> },
+}
 
 /// What [`SledStore::check_integrity`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -90,28 +189,33 @@ pub struct IntegrityReport {
 
 /// The sled backend.
 ///
-/// Atomicity of "insert a status only while its parent exists" against a
-/// concurrent parent delete comes from striped in-process locks rather than
-/// sled transactions: a status create holds its parent's stripe shared while
-/// it checks the parent and inserts (compare-and-swap from empty, so a
-/// duplicate id is detected atomically too); a parent delete holds it
-/// exclusively while it removes the parent and records the cascade. sled
-/// allows one process per directory, so in-process locks cover every writer,
-/// and they cost a fraction of a two-tree transaction on the hot path.
+/// Every change goes through the write-ahead log ([`super::wal`]): a writer
+/// takes its locks, checks its change against sled, logs it, and keeps the
+/// locks until the log has made it durable and applied it to sled. Readers
+/// read sled without locks, so they see a change only once it is durable;
+/// a writer of the same key waits for the one before it, so it checks
+/// against the latest durable state.
+///
+/// The locks are striped and in-process (sled allows one process per
+/// directory): a parent stripe, shared by status writes under the parent
+/// and by writes that reference it, exclusive for writes of the parent
+/// itself; then a status-key stripe. Parent stripes are taken in index
+/// order before any key stripe, so no two writers wait for each other.
 pub struct SledStore {
-    parent_locks: Vec<std::sync::RwLock<()>>,
+    parent_locks: Box<[tokio::sync::RwLock<()>]>,
+    key_locks: Box<[tokio::sync::Mutex<()>]>,
     parents: HashMap<ParentKind, sled::Tree>,
     statuses: HashMap<StatusKind, sled::Tree>,
     cascades: sled::Tree,
     cascade_trees: CascadeTrees,
     cascader: Cascader,
-    flusher: Flusher,
+    wal: std::sync::Arc<Wal>,
     space: SpaceGuard,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store, checks its format version and finishes
-    /// any cascade delete a crash interrupted.
+    /// Opens (or creates) the store, checks its format version, replays the
+    /// write-ahead log and finishes any cascade delete a crash interrupted.
     pub fn open(config: &SledConfig) -> Result<Self> {
         let db = sled::Config::new()
             .path(&config.path)
@@ -123,36 +227,86 @@ impl SledStore {
         check_format(&db)?;
         let mut parents = HashMap::new();
         let mut statuses = HashMap::new();
+        let mut trees = HashMap::new();
+        let cascades = db.open_tree("cascades")?;
+        trees.insert(CASCADES_TREE, cascades.clone());
         for kind in ParentKind::ALL {
-            parents.insert(kind, db.open_tree(format!("parents/{}", kind.collection()))?);
+            let tree = db.open_tree(format!("parents/{}", kind.collection()))?;
+            trees.insert(parent_tree(kind), tree.clone());
+            parents.insert(kind, tree);
             for sk in kind.status_kinds() {
-                statuses.insert(
-                    sk,
-                    db.open_tree(format!("statuses/{}/{}", kind.collection(), sk.segment()))?,
-                );
+                let tree = db.open_tree(format!("statuses/{}/{}", kind.collection(), sk.segment()))?;
+                trees.insert(status_tree(sk), tree.clone());
+                statuses.insert(sk, tree);
             }
         }
-        let cascades = db.open_tree("cascades")?;
-        let target = FlushTarget::open(db.clone(), &config.path, config.faults.fail_flush)?;
+        let trees = Trees(std::sync::Arc::new(trees));
+        let target = std::sync::Arc::new(FlushTarget::open(db.clone(), &config.path)?);
+        let checkpoint: wal::Checkpoint = {
+            let (db, target) = (db.clone(), target.clone());
+            std::sync::Arc::new(move |revision: u64| {
+                db.insert(REVISION_KEY, &revision.to_be_bytes())?;
+                target.flush()
+            })
+        };
+        // Replay what the log holds (a crash, or a failed write, left it),
+        // then make sled hold it and start the log empty.
+        let wal_dir = config.path.join("wal");
+        let started = std::time::Instant::now();
+        let replayed = wal::replay(&wal_dir, &|_, ops| trees.apply(ops))?;
+        let checkpointed = match db.get(REVISION_KEY)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Internal("a malformed checkpoint revision".into()))?,
+            ),
+            None => 0,
+        };
+        let last_revision = checkpointed.max(replayed.last_revision);
+        checkpoint(last_revision)?;
+        wal::remove_all(&wal_dir)?;
+        if replayed.records > 0 {
+            tracing::info!(
+                records = replayed.records,
+                last_revision,
+                seconds = started.elapsed().as_secs_f64(),
+                "replayed the write-ahead log"
+            );
+        }
         // What sled created must be durable, names included, before the
         // first write is acknowledged.
-        target.flush()?;
         durable_dir::sync_tree(&config.path)?;
-        let flusher = Flusher::start(target, config.durability)
-            .map_err(|e| Error::Unavailable(format!("cannot start the flusher thread: {e}")))?;
+        let wal = std::sync::Arc::new(Wal::start(
+            wal::Options {
+                dir: wal_dir,
+                durability: config.durability,
+                fail_at: config.faults.fail_flush,
+                apply: {
+                    let trees = trees.clone();
+                    std::sync::Arc::new(move |_, ops: &[Op]| trees.apply(ops))
+                },
+                checkpoint,
+            },
+            last_revision + 1,
+        )?);
         let cascade_trees = CascadeTrees {
             statuses: statuses.clone(),
             cascades: cascades.clone(),
         };
-        let cascader = Cascader::start(cascade_trees.clone())?;
+        let finish: cascade::Finish = {
+            let wal = wal.clone();
+            Box::new(move |kind, id| wal.commit_blocking(cascade_done(kind, id)).map(drop))
+        };
+        let cascader = Cascader::start(cascade_trees.clone(), finish)?;
         Ok(SledStore {
-            parent_locks: (0..PARENT_LOCK_STRIPES).map(|_| std::sync::RwLock::new(())).collect(),
+            parent_locks: (0..PARENT_LOCK_STRIPES).map(|_| tokio::sync::RwLock::new(())).collect(),
+            key_locks: (0..KEY_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             parents,
             statuses,
             cascades,
             cascade_trees,
             cascader,
-            flusher,
+            wal,
             space: SpaceGuard::start(config.path.clone(), config.min_free_bytes)
                 .map_err(|e| Error::Unavailable(format!("cannot start the free-space thread: {e}")))?,
         })
@@ -162,6 +316,11 @@ impl SledStore {
     /// and operators; requests never wait for cascades).
     pub fn wait_for_cascades(&self) {
         self.cascader.wait_idle();
+    }
+
+    /// The last revision committed (durable and visible).
+    pub fn revision(&self) -> u64 {
+        self.wal.revision()
     }
 
     /// Checks the whole store: every record decodes, and every status has its
@@ -194,14 +353,42 @@ impl SledStore {
         Ok(report)
     }
 
-    /// The lock stripe of a parent.
-    fn parent_lock(&self, kind: ParentKind, id: &str) -> &std::sync::RwLock<()> {
-        // FNV-1a: cheap, and the stripes only need to spread ids.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(kind.tag());
-        for b in id.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    /// Takes the parent stripes of `exclusive` and `shared` parents, in
+    /// stripe order (one stripe wanted both ways is taken exclusive).
+    async fn lock_parents(&self, exclusive: &[(ParentKind, &str)], shared: &[(ParentKind, &str)]) -> Vec<Held<'_>> {
+        let mut wanted: Vec<(usize, bool)> = exclusive
+            .iter()
+            .map(|(k, id)| (parent_stripe(*k, id), true))
+            .chain(shared.iter().map(|(k, id)| (parent_stripe(*k, id), false)))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 |= later.1;
+            }
+            same
+        });
+        let mut held = Vec::with_capacity(wanted.len());
+        for (stripe, exclusive) in wanted {
+            let lock = &self.parent_locks[stripe];
+            held.push(if exclusive {
+                Held::Exclusive {
+                    _guard: lock.write().await,
+                }
+            } else {
+                Held::Shared {
+                    _guard: lock.read().await,
+                }
+            });
         }
-        &self.parent_locks[(h % PARENT_LOCK_STRIPES as u64) as usize]
+        held
+    }
+
+    /// Takes the key stripe of a status (after its parent's stripe).
+    async fn lock_key(&self, kind: StatusKind, key: &[u8]) -> tokio::sync::MutexGuard<'_, ()> {
+        let h = fnv(status_tree(kind), key);
+        self.key_locks[(h % KEY_LOCK_STRIPES as u64) as usize].lock().await
     }
 
     fn parents(&self, kind: ParentKind) -> &sled::Tree {
@@ -212,29 +399,11 @@ impl SledStore {
         &self.statuses[&kind]
     }
 
-    /// `Ok` while writes may be applied: the disk has its reserve and no
-    /// flush has failed. Checked before a write changes anything.
+    /// `Ok` while writes may be made: the disk has its reserve and no write
+    /// has failed. Checked before a write changes anything.
     fn check_writable(&self) -> Result<()> {
         self.space.check()?;
-        self.flusher.check_writable()
-    }
-
-    /// Runs a status write while parent `parent_id` exists, atomically with
-    /// respect to a delete of that parent: its lock stripe is held shared
-    /// through the check and `write`, as a parent delete holds it exclusive.
-    /// `None` if the parent does not exist (a deleted parent's statuses may
-    /// linger until its cascade ends; to every write they are gone).
-    fn under_parent<T>(
-        &self,
-        kind: ParentKind,
-        parent_id: &str,
-        write: impl FnOnce() -> Result<T>,
-    ) -> Result<Option<T>> {
-        let _shared = self.parent_lock(kind, parent_id).read().map_err(|_| poisoned())?;
-        if !self.parent_exists(kind, parent_id)? {
-            return Ok(None);
-        }
-        write().map(Some)
+        self.wal.check_writable()
     }
 
     /// Whether parent `parent_id` of `kind` exists (statuses of a deleted
@@ -242,24 +411,52 @@ impl SledStore {
     fn parent_exists(&self, kind: ParentKind, parent_id: &str) -> Result<bool> {
         Ok(self.parents(kind).contains_key(keys::parent_key(parent_id))?)
     }
+
+    /// Every newly set reference names a stored device configuration (the
+    /// caller holds the targets' stripes shared).
+    fn check_references(&self, references: &[(&str, &str)]) -> Result<()> {
+        for (field, target) in references {
+            if !self.parent_exists(ParentKind::DeviceConfiguration, target)? {
+                return Err(super::reference_missing(field, target));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a: cheap, and the stripes only need to spread keys.
+fn fnv(seed: u8, bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(seed);
+    for b in bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The lock stripe of a parent.
+fn parent_stripe(kind: ParentKind, id: &str) -> usize {
+    (fnv(kind.tag(), id.as_bytes()) % PARENT_LOCK_STRIPES as u64) as usize
+}
+
+/// The references `parent` sets anew, as parents to hold shared.
+fn reference_targets<'a>(references: &[(&str, &'a str)]) -> Vec<(ParentKind, &'a str)> {
+    references
+        .iter()
+        .map(|(_, target)| (ParentKind::DeviceConfiguration, *target))
+        .collect()
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
         self.cascader.stop();
-        self.flusher.stop();
-        let stats = self.flusher.stats();
-        let flushes = stats.flushes.load(std::sync::atomic::Ordering::Relaxed);
-        let writers = stats.writers.load(std::sync::atomic::Ordering::Relaxed);
+        let (groups, writes) = self.wal.stats();
         tracing::info!(
-            flushes,
-            writers,
-            per_flush = writers as f64 / flushes.max(1) as f64,
+            groups,
+            writes,
+            per_group = writes as f64 / groups.max(1) as f64,
             "group commit"
         );
-        if let Err(e) = self.flusher.flush_now() {
-            tracing::error!(error = %e, "final flush failed");
-        }
+        self.wal.close();
     }
 }
 
@@ -297,35 +494,6 @@ fn check_format(db: &sled::Db) -> Result<()> {
     }
 }
 
-/// Inside a transaction on the device configurations' tree: every newly set
-/// reference names a stored configuration.
-fn check_references(
-    parents: &sled::transaction::TransactionalTree,
-    references: &[(&str, &str)],
-) -> Result<(), ConflictableTransactionError<Error>> {
-    for (field, target) in references {
-        if parents.get(keys::parent_key(target))?.is_none() {
-            return Err(ConflictableTransactionError::Abort(super::reference_missing(
-                field, target,
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn poisoned() -> Error {
-    Error::Internal("a parent lock was poisoned by a panic".into())
-}
-
-/// Converts a transaction's result, keeping our own abort error.
-fn tx_result<T>(r: Result<T, TransactionError<Error>>) -> Result<T> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(e.into()),
-    }
-}
-
 fn decode_status(key: &[u8], value: &[u8]) -> Result<Status> {
     let (_, id) = keys::split_status_key(key).ok_or_else(|| Error::Internal("malformed status key".into()))?;
     codec::decode_status(id, value)
@@ -337,26 +505,23 @@ impl Store for SledStore {
         self.check_writable()?;
         let value = encode_record(parent)?;
         let references = parent.new_references(None);
-        let cascade_key = keys::cascade_key(kind.tag(), &parent.id);
-        let tree = self.parents(kind);
-        let r = (tree, &self.cascades).transaction(|(parents, cascades)| {
-            if cascades.get(&cascade_key)?.is_some() {
-                return Err(ConflictableTransactionError::Abort(Error::Unavailable(format!(
-                    "a delete of {kind} '{}' is still removing its statuses; retry shortly",
-                    parent.id
-                ))));
-            }
-            if parents.get(keys::parent_key(&parent.id))?.is_some() {
-                return Err(ConflictableTransactionError::Abort(super::parent_exists(
-                    kind, &parent.id,
-                )));
-            }
-            check_references(parents, &references)?;
-            parents.insert(keys::parent_key(&parent.id), value.as_slice())?;
-            Ok(())
-        });
-        tx_result(r)?;
-        self.flusher.commit().await
+        let _held = self
+            .lock_parents(&[(kind, &parent.id)], &reference_targets(&references))
+            .await;
+        if self.cascades.contains_key(keys::cascade_key(kind.tag(), &parent.id))? {
+            return Err(Error::Unavailable(format!(
+                "a delete of {kind} '{}' is still removing its statuses; retry shortly",
+                parent.id
+            )));
+        }
+        if self.parent_exists(kind, &parent.id)? {
+            return Err(super::parent_exists(kind, &parent.id));
+        }
+        self.check_references(&references)?;
+        self.wal
+            .commit(vec![put(parent_tree(kind), keys::parent_key(&parent.id), value)])
+            .await
+            .map(drop)
     }
 
     async fn get_parent(&self, kind: ParentKind, id: &str) -> Result<Option<Parent>> {
@@ -370,54 +535,42 @@ impl Store for SledStore {
         self.check_writable()?;
         let old = codec::encode(expected)?;
         let value = encode_record(new)?;
-        let key = keys::parent_key(&new.id);
         let references = new.new_references(Some(expected));
-        let swapped = if references.is_empty() {
-            self.parents(kind)
-                .compare_and_swap(key, Some(old), Some(value))?
-                .is_ok()
-        } else {
-            // A new reference: its target's existence and the swap are one
-            // transaction, serialised with the target's delete.
-            tx_result(self.parents(kind).transaction(|parents| {
-                if parents.get(key)?.as_deref() != Some(old.as_slice()) {
-                    return Ok(false);
-                }
-                check_references(parents, &references)?;
-                parents.insert(key, value.as_slice())?;
-                Ok(true)
-            }))?
-        };
-        if swapped {
-            self.flusher.commit().await?;
+        let _held = self
+            .lock_parents(&[(kind, &new.id)], &reference_targets(&references))
+            .await;
+        if self.parents(kind).get(keys::parent_key(&new.id))?.as_deref() != Some(old.as_slice()) {
+            return Ok(false);
         }
-        Ok(swapped)
+        self.check_references(&references)?;
+        self.wal
+            .commit(vec![put(parent_tree(kind), keys::parent_key(&new.id), value)])
+            .await?;
+        Ok(true)
     }
 
     async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<bool> {
         self.check_writable()?;
-        let cascade_key = keys::cascade_key(kind.tag(), id);
-        let tree = self.parents(kind);
-        let removed = {
-            let _exclusive = self.parent_lock(kind, id).write().map_err(|_| poisoned())?;
-            tx_result((tree, &self.cascades).transaction(|(parents, cascades)| {
-                if parents.remove(keys::parent_key(id))?.is_none() {
-                    return Ok(false);
-                }
-                cascades.insert(cascade_key.as_slice(), &[])?;
-                Ok(true)
-            }))?
-        };
-        if !removed {
+        let _held = self.lock_parents(&[(kind, id)], &[]).await;
+        if !self.parent_exists(kind, id)? {
             return Ok(false);
         }
-        // A small cascade ends here; a large one goes on in the background.
-        // Either way the marker is recorded first, so a crash at any point
-        // leaves it for the next open to finish.
+        // The parent goes and its marker comes in one record: from then on
+        // its statuses are invisible, and a crash leaves the marker for the
+        // next open to finish the cascade.
+        self.wal
+            .commit(vec![
+                remove(parent_tree(kind), keys::parent_key(id)),
+                put(CASCADES_TREE, keys::cascade_key(kind.tag(), id), Vec::new()),
+            ])
+            .await?;
+        // A small cascade ends here, with the parent's stripe still held (so
+        // its id is free again when the delete answers); a large one goes on
+        // in the background.
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let done = self.cascade_trees.run(kind, id, &stop, INLINE_BATCHES)?;
-        self.flusher.commit().await?;
-        if !done {
+        if self.cascade_trees.run(kind, id, &stop, INLINE_BATCHES)? {
+            self.wal.commit(cascade_done(kind, id)).await?;
+        } else {
             self.cascader.enqueue(kind, id.to_owned());
         }
         Ok(true)
@@ -440,18 +593,15 @@ impl Store for SledStore {
         self.check_writable()?;
         let key = keys::status_key(parent_id, &status.id);
         let value = encode_record(&status.body)?;
-        let inserted = self.under_parent(kind.parent, parent_id, || {
-            Ok(self
-                .statuses(kind)
-                .compare_and_swap(key, None::<&[u8]>, Some(value))?
-                .is_ok())
-        })?;
-        match inserted {
-            None => return Err(super::parent_missing(kind.parent, parent_id)),
-            Some(false) => return Err(super::status_exists(kind, parent_id, &status.id)),
-            Some(true) => {}
+        let _parent = self.lock_parents(&[], &[(kind.parent, parent_id)]).await;
+        let _key = self.lock_key(kind, &key).await;
+        if !self.parent_exists(kind.parent, parent_id)? {
+            return Err(super::parent_missing(kind.parent, parent_id));
         }
-        self.flusher.commit().await
+        if self.statuses(kind).contains_key(&key)? {
+            return Err(super::status_exists(kind, parent_id, &status.id));
+        }
+        self.wal.commit(vec![put(status_tree(kind), key, value)]).await.map(drop)
     }
 
     async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>> {
@@ -467,31 +617,27 @@ impl Store for SledStore {
         let key = keys::status_key(parent_id, &new.id);
         let old = codec::encode(&expected.body)?;
         let value = encode_record(&new.body)?;
-        let swapped = self
-            .under_parent(kind.parent, parent_id, || {
-                Ok(self
-                    .statuses(kind)
-                    .compare_and_swap(key, Some(old), Some(value))?
-                    .is_ok())
-            })?
-            .unwrap_or(false);
-        if swapped {
-            self.flusher.commit().await?;
+        let _parent = self.lock_parents(&[], &[(kind.parent, parent_id)]).await;
+        let _key = self.lock_key(kind, &key).await;
+        if !self.parent_exists(kind.parent, parent_id)?
+            || self.statuses(kind).get(&key)?.as_deref() != Some(old.as_slice())
+        {
+            return Ok(false);
         }
-        Ok(swapped)
+        self.wal.commit(vec![put(status_tree(kind), key, value)]).await?;
+        Ok(true)
     }
 
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
         self.check_writable()?;
-        let removed = self
-            .under_parent(kind.parent, parent_id, || {
-                Ok(self.statuses(kind).remove(keys::status_key(parent_id, id))?.is_some())
-            })?
-            .unwrap_or(false);
-        if removed {
-            self.flusher.commit().await?;
+        let key = keys::status_key(parent_id, id);
+        let _parent = self.lock_parents(&[], &[(kind.parent, parent_id)]).await;
+        let _key = self.lock_key(kind, &key).await;
+        if !self.parent_exists(kind.parent, parent_id)? || !self.statuses(kind).contains_key(&key)? {
+            return Ok(false);
         }
-        Ok(removed)
+        self.wal.commit(vec![remove(status_tree(kind), key)]).await?;
+        Ok(true)
     }
 
     async fn list_statuses(
@@ -526,6 +672,6 @@ impl Store for SledStore {
     }
 
     async fn flush(&self) -> Result<()> {
-        self.flusher.flush_now()
+        self.wal.sync().await
     }
 }
