@@ -115,7 +115,10 @@ async fn the_largest_valid_records_stay_in_the_log_and_larger_ones_are_refused()
 async fn after_a_failed_flush_every_write_is_refused_until_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(dir.path());
-    config.faults = FaultInjection { fail_flush: Some(3) };
+    config.faults = FaultInjection {
+        fail_flush: Some(3),
+        ..FaultInjection::default()
+    };
     let s = Server::start(config).await.unwrap();
     let ch = channel(&s).await;
     let api = PARENTS[0];

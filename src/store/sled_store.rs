@@ -51,9 +51,12 @@ const _: () = assert!(INDEX_MAX_ENTRIES * (MAX_KEY_BYTES + 64) < BLOB_THRESHOLD)
 /// production; `Default` is no fault.
 #[derive(Debug, Clone, Default)]
 pub struct FaultInjection {
-    /// The group-commit flush with this (1-based) number fails as a failed
-    /// fsync would.
+    /// The group commit with this (1-based) number fails as a failed fsync
+    /// would.
     pub fail_flush: Option<u64>,
+    /// Every fsync of the write-ahead log takes at least this long (to hold
+    /// a change between its check and its durability).
+    pub slow_sync: Option<std::time::Duration>,
 }
 
 /// How to open the sled store.
@@ -281,6 +284,7 @@ impl SledStore {
                 dir: wal_dir,
                 durability: config.durability,
                 fail_at: config.faults.fail_flush,
+                slow_sync: config.faults.slow_sync,
                 apply: {
                     let trees = trees.clone();
                     std::sync::Arc::new(move |_, ops: &[Op]| trees.apply(ops))

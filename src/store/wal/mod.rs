@@ -104,6 +104,8 @@ pub struct Options {
     pub durability: Durability,
     /// Test hook: the group with this (1-based) number fails as an fsync would.
     pub fail_at: Option<u64>,
+    /// Test hook: every fsync takes at least this long.
+    pub slow_sync: Option<Duration>,
     /// Applies a durable record to the store.
     pub apply: Apply,
     /// Flushes the store (see [`Checkpoint`]).
@@ -297,6 +299,7 @@ impl Wal {
                 segment,
                 durability: options.durability,
                 fail_at: options.fail_at,
+                slow_sync: options.slow_sync,
                 apply: options.apply,
                 jobs,
                 buf: Vec::with_capacity(1 << 20),
@@ -420,6 +423,7 @@ struct Writer {
     segment: Segment,
     durability: Durability,
     fail_at: Option<u64>,
+    slow_sync: Option<Duration>,
     apply: Apply,
     jobs: mpsc::Sender<CheckpointJob>,
     buf: Vec<u8>,
@@ -534,6 +538,9 @@ impl Writer {
     }
 
     fn sync(&self) -> Result<()> {
+        if let Some(pause) = self.slow_sync {
+            std::thread::sleep(pause);
+        }
         self.segment
             .file
             .sync_data()
