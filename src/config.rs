@@ -47,8 +47,9 @@ pub struct Config {
     #[arg(long, env = "STATUSD_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
 
-    /// When writes are acknowledged: `durable` (after fsync; the default) or
-    /// `relaxed` (at once; a crash may lose the last ~500 ms of writes).
+    /// When writes are acknowledged: `durable` (after the write-ahead log's
+    /// fsync; the default) or `relaxed` (once the log is written to the OS:
+    /// survives a crash of statusd, a power loss may lose the last ~500 ms).
     #[arg(long, env = "STATUSD_DURABILITY", value_enum, default_value = "durable")]
     pub durability: Durability,
 

@@ -4,7 +4,7 @@
 //! Layers, outermost first: `server` (process, listener, shutdown; `tls` terminates TLS there) →
 //! `grpc` (edge: proto ↔ model) → `service` (the operations, once for all
 //! nine collections) → `model` (entities and every validation rule) →
-//! `store` (sled trees, keys, codec, group commit). `auth` is one layer in
+//! `store` (sled trees, keys, codec, the write-ahead log). `auth` is one layer in
 //! front of both edges (bearer tokens, Graph permissions, audit); `cli`
 //! holds the subcommands besides serving.
 

@@ -27,11 +27,11 @@ pub const REQUESTS: &str = "statusd_requests_total";
 pub const REQUEST_SECONDS: &str = "statusd_request_duration_seconds";
 /// Requests refused before they reached the service, by `reason`.
 pub const REFUSED: &str = "statusd_refused_total";
-/// sled group commits (one flush + fsync each).
+/// sled group commits (one write-ahead log append + fsync each).
 pub const COMMITS: &str = "statusd_commit_batches_total";
 /// Writers acknowledged per sled group commit.
 pub const COMMIT_WRITES: &str = "statusd_commit_batch_writes";
-/// Duration of one sled group commit (flush + fsync).
+/// Duration of one sled group commit (append, fsync, apply).
 pub const COMMIT_SECONDS: &str = "statusd_commit_flush_seconds";
 /// Rows per PostgreSQL create statement (see `store::postgres::batch`).
 pub const PG_BATCH_ROWS: &str = "statusd_postgres_create_batch_rows";
@@ -77,7 +77,7 @@ fn describe() {
         "Time from a request's arrival to its response's headers."
     );
     metrics::describe_counter!(REFUSED, "Requests refused before the service, by reason.");
-    metrics::describe_counter!(COMMITS, "sled group commits (flush and fsync).");
+    metrics::describe_counter!(COMMITS, "sled group commits (write-ahead log append and fsync).");
     metrics::describe_histogram!(COMMIT_WRITES, "Writes acknowledged by one sled group commit.");
     metrics::describe_histogram!(
         COMMIT_SECONDS,

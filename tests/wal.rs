@@ -62,7 +62,10 @@ async fn a_change_is_invisible_until_its_fsync_has_finished() {
     let mut c = config(dir.path());
     c.faults.slow_sync = Some(Duration::from_millis(400));
     let store = Arc::new(SledStore::open(&c).unwrap());
-    store.create_parent(KIND.parent, &parent(KIND.parent, "p")).await.unwrap();
+    store
+        .create_parent(KIND.parent, &parent(KIND.parent, "p"))
+        .await
+        .unwrap();
     let s = status(KIND.shape, "s");
 
     // A create held in its fsync is invisible to every reader...
@@ -78,7 +81,11 @@ async fn a_change_is_invisible_until_its_fsync_has_finished() {
     let started = Instant::now();
     let err = store.create_status(KIND, "p", &s).await.unwrap_err();
     assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
-    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
     create.await.unwrap().unwrap();
     assert_eq!(store.get_status(KIND, "p", "s").await.unwrap(), Some(s.clone()));
 
@@ -112,7 +119,10 @@ async fn the_log_replayed_over_the_state_it_produced_changes_nothing() {
         let pk = KIND.parent;
         store.create_parent(pk, &parent(pk, "p")).await.unwrap();
         for i in 0..6 {
-            store.create_status(KIND, "p", &status(KIND.shape, &format!("s{i}"))).await.unwrap();
+            store
+                .create_status(KIND, "p", &status(KIND.shape, &format!("s{i}")))
+                .await
+                .unwrap();
         }
         let old = status(KIND.shape, "s2");
         let mut new = old.clone();
@@ -125,37 +135,60 @@ async fn the_log_replayed_over_the_state_it_produced_changes_nothing() {
         store.create_parent(pk, &parent(pk, "p")).await.unwrap();
         store.create_status(KIND, "p", &status(KIND.shape, "s9")).await.unwrap();
         let other = StatusKind::ALL[3];
-        store.create_parent(other.parent, &parent(other.parent, "q")).await.unwrap();
-        store.create_status(other, "q", &status(other.shape, "t")).await.unwrap();
+        store
+            .create_parent(other.parent, &parent(other.parent, "q"))
+            .await
+            .unwrap();
+        store
+            .create_status(other, "q", &status(other.shape, "t"))
+            .await
+            .unwrap();
         for path in segments(dir.path()) {
             std::fs::copy(&path, saved.path().join(path.file_name().unwrap())).unwrap();
         }
         snapshot(&store).await
     };
     assert_eq!(before.len(), 4, "{before:#?}");
-    assert!(segments(dir.path()).is_empty(), "a clean close checkpoints and empties the log");
+    assert!(
+        segments(dir.path()).is_empty(),
+        "a clean close checkpoints and empties the log"
+    );
     // Put the whole log back, as if the process had died before any checkpoint.
     for path in segments(saved.path()) {
         std::fs::copy(&path, dir.path().join("wal").join(path.file_name().unwrap())).unwrap();
     }
     let store = open(dir.path());
     assert_eq!(snapshot(&store).await, before);
-    assert!(segments(dir.path()).len() == 1, "replayed, checkpointed, a fresh segment");
+    assert!(
+        segments(dir.path()).len() == 1,
+        "replayed, checkpointed, a fresh segment"
+    );
     // Revisions go on after the replayed ones.
     let revision = store.revision();
     assert!(revision >= 15, "{revision}");
-    store.create_status(KIND, "p", &status(KIND.shape, "s10")).await.unwrap();
+    store
+        .create_status(KIND, "p", &status(KIND.shape, "s10"))
+        .await
+        .unwrap();
     assert_eq!(store.revision(), revision + 1);
 }
 
 /// One session's log: a parent and `statuses` statuses, one record each.
 async fn session(dir: &Path, statuses: usize) -> Vec<u8> {
     let store = open(dir);
-    store.create_parent(KIND.parent, &parent(KIND.parent, "p")).await.unwrap();
+    store
+        .create_parent(KIND.parent, &parent(KIND.parent, "p"))
+        .await
+        .unwrap();
     for i in 0..statuses {
-        store.create_status(KIND, "p", &status(KIND.shape, &format!("s{i}"))).await.unwrap();
+        store
+            .create_status(KIND, "p", &status(KIND.shape, &format!("s{i}")))
+            .await
+            .unwrap();
     }
-    let [segment] = &segments(dir)[..] else { panic!("one segment") };
+    let [segment] = &segments(dir)[..] else {
+        panic!("one segment")
+    };
     std::fs::read(segment).unwrap()
 }
 
@@ -192,7 +225,10 @@ async fn a_log_cut_at_any_byte_replays_exactly_the_whole_records_before_it() {
         assert_eq!(statuses.len(), whole.saturating_sub(1), "cut at {cut}");
         // The torn tail is gone: the store writes on from the last whole record.
         if has_parent {
-            store.create_status(KIND, "p", &status(KIND.shape, "after")).await.unwrap();
+            store
+                .create_status(KIND, "p", &status(KIND.shape, "after"))
+                .await
+                .unwrap();
             assert_eq!(store.revision(), whole as u64 + 1, "cut at {cut}");
         }
     }
@@ -217,7 +253,10 @@ async fn corruption_before_the_last_segment_refuses_the_open_and_says_where() {
     std::fs::write(wal.join("00000000000000000001.wal"), &first).unwrap();
     let err = SledStore::open(&config(dir.path())).err().expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("00000000000000000001.wal") && msg.contains("corrupt at byte"), "{msg}");
+    assert!(
+        msg.contains("00000000000000000001.wal") && msg.contains("corrupt at byte"),
+        "{msg}"
+    );
     assert!(msg.contains("checksum"), "{msg}");
     // Nothing was lost by trying: both segments are still there.
     assert_eq!(segments(dir.path()).len(), 2);

@@ -145,7 +145,13 @@ impl Cascader {
                 .spawn(move || {
                     for (kind, id) in rx {
                         let run = trees.run_paced(kind, &id, &stop, usize::MAX, REST_PER_BUSY);
-                        match run.and_then(|done| if done { finish(kind, &id).map(|()| true) } else { Ok(false) }) {
+                        match run.and_then(|done| {
+                            if done {
+                                finish(kind, &id).map(|()| true)
+                            } else {
+                                Ok(false)
+                            }
+                        }) {
                             Ok(true) => tracing::debug!(%kind, parent_id = %id, "cascade delete finished"),
                             Ok(false) => {}
                             Err(e) => tracing::error!(

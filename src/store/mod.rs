@@ -4,6 +4,9 @@
 //! as PostgreSQL must also pass):
 //! - **Durable on return.** A mutation that returns `Ok` is on stable storage;
 //!   a crash of the process right after cannot lose it.
+//! - **Visible once durable.** No read (nor the check of another write)
+//!   reflects a mutation before it is durable, so a crash never undoes
+//!   something a client saw.
 //! - **Atomic parent check.** `create_status` inserts only while the parent
 //!   exists, atomically with respect to a concurrent `delete_parent`.
 //! - **Cascade.** `delete_parent` removes the parent and, by cascade, all its
@@ -33,9 +36,9 @@ mod space;
 pub mod wal;
 
 pub use codec::{decode, encode, RECORD_VERSION};
-pub use wal::Durability;
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sled_store::{FaultInjection, IntegrityReport, SledConfig, SledStore};
+pub use wal::Durability;
 
 use crate::error::{Error, Result};
 use crate::model::{Parent, ParentKind, Status, StatusKind};

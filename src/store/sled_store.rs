@@ -173,8 +173,12 @@ fn remove(tree: u8, key: impl Into<Vec<u8>>) -> Op {
 
 /// A parent lock stripe held shared or exclusive.
 enum Held<'a> {
-    Shared { _guard: tokio::sync::RwLockReadGuard<'a, ()> },
-    Exclusive { _guard: tokio::sync::RwLockWriteGuard<'a, ()> },
+    Shared {
+        _guard: tokio::sync::RwLockReadGuard<'a, ()>,
+    },
+    Exclusive {
+        _guard: tokio::sync::RwLockWriteGuard<'a, ()>,
+    },
 }
 
 /// What [`SledStore::check_integrity`] found.
@@ -605,7 +609,10 @@ impl Store for SledStore {
         if self.statuses(kind).contains_key(&key)? {
             return Err(super::status_exists(kind, parent_id, &status.id));
         }
-        self.wal.commit(vec![put(status_tree(kind), key, value)]).await.map(drop)
+        self.wal
+            .commit(vec![put(status_tree(kind), key, value)])
+            .await
+            .map(drop)
     }
 
     async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>> {

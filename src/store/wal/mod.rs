@@ -440,7 +440,9 @@ impl Writer {
                 while q.entries.is_empty() && !q.stopping {
                     q.writer_waiting = true;
                     if unsynced {
-                        let Ok((guard, timeout)) = shared.ready.wait_timeout(q, RELAXED_SYNC) else { return };
+                        let Ok((guard, timeout)) = shared.ready.wait_timeout(q, RELAXED_SYNC) else {
+                            return;
+                        };
                         q = guard;
                         if timeout.timed_out() {
                             break;
@@ -541,10 +543,13 @@ impl Writer {
         if let Some(pause) = self.slow_sync {
             std::thread::sleep(pause);
         }
-        self.segment
-            .file
-            .sync_data()
-            .map_err(|e| io_error("fsync the write-ahead log", &segment_path(&self.dir, self.segment.seq), e))
+        self.segment.file.sync_data().map_err(|e| {
+            io_error(
+                "fsync the write-ahead log",
+                &segment_path(&self.dir, self.segment.seq),
+                e,
+            )
+        })
     }
 
     /// Closes the full segment (fsynced), opens the next, and hands the old
@@ -563,7 +568,12 @@ impl Writer {
 
 /// The `statusd-checkpoint` thread: for each closed segment, flush the store
 /// (which then holds everything the segment did), then delete the segment.
-fn run_checkpoints(shared: &Shared, dir: &Path, checkpoint: &dyn Fn(u64) -> Result<()>, jobs: mpsc::Receiver<CheckpointJob>) {
+fn run_checkpoints(
+    shared: &Shared,
+    dir: &Path,
+    checkpoint: &dyn Fn(u64) -> Result<()>,
+    jobs: mpsc::Receiver<CheckpointJob>,
+) {
     for job in jobs {
         if shared.failed.load(Ordering::Acquire) {
             continue;
