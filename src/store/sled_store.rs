@@ -224,6 +224,7 @@ impl SledStore {
     /// Opens (or creates) the store, checks its format version, replays the
     /// write-ahead log and finishes any cascade delete a crash interrupted.
     pub fn open(config: &SledConfig) -> Result<Self> {
+        let opening = std::time::Instant::now();
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity)
@@ -282,7 +283,14 @@ impl SledStore {
         }
         // What sled created must be durable, names included, before the
         // first write is acknowledged.
+        let syncing = std::time::Instant::now();
         durable_dir::sync_tree(&config.path)?;
+        tracing::debug!(
+            recovery_and_replay_seconds = (syncing - opening).as_secs_f64(),
+            replay_and_checkpoint_seconds = (syncing - started).as_secs_f64(),
+            sync_seconds = syncing.elapsed().as_secs_f64(),
+            "opened the sled store"
+        );
         let wal = std::sync::Arc::new(Wal::start(
             wal::Options {
                 dir: wal_dir,
