@@ -1,10 +1,12 @@
 //! The embedded backend: sled, one tree per collection.
 //!
 //! Trees: `parents/<collection>` (key: parent id), `statuses/<collection>/<segment>`
-//! (key: see [`super::keys`]), `meta` (the storage format version) and
-//! `cascades` (parent deletes whose statuses are still being removed).
-//! Values are [`super::codec`] records: a parent, or a status body (the status
-//! id is the tail of its key).
+//! (key: see [`super::keys`]), `cascades` (parent deletes whose statuses are
+//! still being removed), and sled's default tree (the storage format version,
+//! and the last revision a checkpoint covers). Values are [`super::codec`]
+//! records: a parent, or a status body (the status id is the tail of its key).
+//! Every change reaches the trees through the write-ahead log in `wal/` (see
+//! [`SledStore`]).
 
 use super::cascade::{self, CascadeTrees, Cascader, INLINE_BATCHES};
 use super::codec::encode_record;
@@ -147,11 +149,7 @@ fn cascade_done(kind: ParentKind, parent_id: &str) -> Vec<Op> {
             action: Action::RemovePrefix,
         })
         .collect();
-    ops.push(Op {
-        tree: CASCADES_TREE,
-        key: keys::cascade_key(kind.tag(), parent_id),
-        action: Action::Remove,
-    });
+    ops.push(remove(CASCADES_TREE, keys::cascade_key(kind.tag(), parent_id)));
     ops
 }
 
@@ -401,6 +399,12 @@ impl SledStore {
         held
     }
 
+    /// Takes the stripe of the parent a status write is under, shared (the
+    /// common case of [`SledStore::lock_parents`], without its vectors).
+    async fn lock_parent_shared(&self, kind: ParentKind, id: &str) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.parent_locks[parent_stripe(kind, id)].read().await
+    }
+
     /// Takes the key stripe of a status (after its parent's stripe).
     async fn lock_key(&self, kind: StatusKind, key: &[u8]) -> tokio::sync::MutexGuard<'_, ()> {
         let h = fnv(status_tree(kind), key);
@@ -609,7 +613,7 @@ impl Store for SledStore {
         self.check_writable()?;
         let key = keys::status_key(parent_id, &status.id);
         let value = encode_record(&status.body)?;
-        let _parent = self.lock_parents(&[], &[(kind.parent, parent_id)]).await;
+        let _parent = self.lock_parent_shared(kind.parent, parent_id).await;
         let _key = self.lock_key(kind, &key).await;
         if !self.parent_exists(kind.parent, parent_id)? {
             return Err(super::parent_missing(kind.parent, parent_id));
@@ -636,7 +640,7 @@ impl Store for SledStore {
         let key = keys::status_key(parent_id, &new.id);
         let old = codec::encode(&expected.body)?;
         let value = encode_record(&new.body)?;
-        let _parent = self.lock_parents(&[], &[(kind.parent, parent_id)]).await;
+        let _parent = self.lock_parent_shared(kind.parent, parent_id).await;
         let _key = self.lock_key(kind, &key).await;
         if !self.parent_exists(kind.parent, parent_id)?
             || self.statuses(kind).get(&key)?.as_deref() != Some(old.as_slice())
@@ -650,7 +654,7 @@ impl Store for SledStore {
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
         self.check_writable()?;
         let key = keys::status_key(parent_id, id);
-        let _parent = self.lock_parents(&[], &[(kind.parent, parent_id)]).await;
+        let _parent = self.lock_parent_shared(kind.parent, parent_id).await;
         let _key = self.lock_key(kind, &key).await;
         if !self.parent_exists(kind.parent, parent_id)? || !self.statuses(kind).contains_key(&key)? {
             return Ok(false);
