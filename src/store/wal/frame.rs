@@ -7,8 +7,10 @@
 //! op      := tree:u8 action:u8 klen:u32 key[klen] [vlen:u32 value[vlen]]   (value for Put only)
 //! ```
 //!
-//! Integers are little-endian. A reader stops at the first frame that is cut
-//! short, fails its checksum or does not parse: frames are appended in
+//! Integers are little-endian. A header of zeros ends the log (segments are
+//! preallocated, so their unwritten tail reads as zeros). A reader stops at
+//! the first frame that is cut short, fails its checksum or does not parse:
+//! frames are appended in
 //! revision order and fsynced as groups, so whatever follows a bad frame was
 //! never acknowledged (a torn group write may reach the disk in any page
 //! order; none of its frames were answered before the fsync finished).
@@ -142,7 +144,8 @@ impl<'a> Reader<'a> {
         self.offset
     }
 
-    /// Why reading stopped early; `None` after a clean end (or before the end).
+    /// Why reading stopped early; `None` after a clean end: the end of the
+    /// bytes or a zero header (or before the end).
     pub fn stop(&self) -> Option<&Stop> {
         self.stop.as_ref()
     }
@@ -168,6 +171,10 @@ impl Iterator for Reader<'_> {
 
     fn next(&mut self) -> Option<Record> {
         if self.stop.is_some() || self.offset == self.bytes.len() {
+            return None;
+        }
+        if self.bytes[self.offset..].starts_with(&[0; HEADER]) {
+            // The unwritten, preallocated tail of a segment.
             return None;
         }
         match self.frame() {
@@ -310,6 +317,17 @@ mod tests {
             let hit = ends.iter().position(|&end| at < end).unwrap();
             prop_assert_eq!(&read[..], &records[..hit]);
             prop_assert!(reader.stop().is_some());
+        }
+
+        #[test]
+        fn a_preallocated_tail_of_zeros_ends_the_log_cleanly(records in records(), zeros in 8..64usize) {
+            let (mut bytes, ends) = log(&records);
+            bytes.resize(bytes.len() + zeros, 0);
+            let mut reader = Reader::new(&bytes);
+            let read: Vec<Record> = reader.by_ref().collect();
+            prop_assert_eq!(&read[..], &records[..]);
+            prop_assert_eq!(reader.offset(), *ends.last().unwrap());
+            prop_assert_eq!(reader.stop(), None);
         }
 
         #[test]

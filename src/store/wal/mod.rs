@@ -34,7 +34,6 @@ use super::durable_dir;
 use crate::error::{Error, Result};
 pub use frame::{Action, Op, Record};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -228,20 +227,41 @@ fn remove_segments(dir: &Path, paths: impl Iterator<Item = PathBuf>) -> Result<(
 struct Segment {
     seq: u64,
     file: File,
+    /// Where the next frame goes (the file itself may be longer: see
+    /// [`Segment::create`]).
     len: u64,
 }
 
 impl Segment {
     /// Creates segment `seq`, its name durable before anything in it is.
+    ///
+    /// The file is preallocated to [`SEGMENT_BYTES`] (zeros, as far as a
+    /// reader can tell) where the file system can: an `fdatasync` after a
+    /// write inside the file then has no file size to update, which made it
+    /// ~20 % faster here than after an append. A frame header of zeros ends
+    /// the log ([`frame::Reader`]).
     fn create(dir: &Path, seq: u64) -> Result<Segment> {
         let path = segment_path(dir, seq);
         let file = std::fs::OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(|e| io_error("create", &path, e))?;
+        match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, SEGMENT_BYTES) {
+            Ok(()) => file.sync_all().map_err(|e| io_error("fsync", &path, e))?,
+            // Not every file system preallocates (some FUSE ones do not):
+            // the segment then grows with its writes.
+            Err(e) => tracing::debug!(error = %e, "cannot preallocate the write-ahead log segment"),
+        }
         durable_dir::sync_dir(dir)?;
         Ok(Segment { seq, file, len: 0 })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(bytes, self.len)?;
+        self.len += bytes.len() as u64;
+        Ok(())
     }
 }
 
@@ -516,12 +536,13 @@ impl Writer {
                 frame::encode_parts(entry.revision, &entry.ops, &mut self.buf);
             }
         }
-        let path = || segment_path(&self.dir, self.segment.seq);
-        self.segment
-            .file
-            .write_all(&self.buf)
-            .map_err(|e| io_error("append to the write-ahead log", &path(), e))?;
-        self.segment.len += self.buf.len() as u64;
+        self.segment.append(&self.buf).map_err(|e| {
+            io_error(
+                "append to the write-ahead log",
+                &segment_path(&self.dir, self.segment.seq),
+                e,
+            )
+        })?;
         let group_number = shared.groups.load(Ordering::Relaxed) + 1;
         if self.fail_at == Some(group_number) {
             return Err(Error::Unavailable("injected fsync failure (test hook)".into()));
