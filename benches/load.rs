@@ -376,6 +376,12 @@ fn next_id(prefix: &str) -> String {
     format!("{prefix}-{run:x}-{:012}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
+/// "min / median / max" of same-round ratios (at least one).
+fn spread(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    format!("{:.2} / {:.2} / {:.2}", v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
 /// One operation of a scenario.
 async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, known: &[String]) -> bool {
     match scenario {
@@ -850,19 +856,13 @@ fn same_round_ratios(
             ("rest-list", "grpc-list"),
             ("grpc-get", "grpc-noop"),
         ] {
-            let mut v: Vec<f64> = (1..=rounds)
+            let v: Vec<f64> = (1..=rounds)
                 .filter_map(|r| Some(rates.get(&(r, conc, a.to_owned()))? / rates.get(&(r, conc, b.to_owned()))?))
                 .collect();
             if v.is_empty() {
                 continue;
             }
-            v.sort_by(f64::total_cmp);
-            println!(
-                "  c{conc:<3} {a:>12} / {b:<12} {:.2} / {:.2} / {:.2}",
-                v[0],
-                v[v.len() / 2],
-                v[v.len() - 1]
-            );
+            println!("  c{conc:<3} {a:>12} / {b:<12} {}", spread(v));
         }
     }
 }
@@ -1003,14 +1003,8 @@ async fn compare_postgres(args: &Args) {
         "same-round ratios (min / median / max over {} rounds):",
         args.rounds.unwrap_or(3)
     );
-    for (what, mut v) in ratios {
-        v.sort_by(f64::total_cmp);
-        println!(
-            "  {what:<40} {:.2} / {:.2} / {:.2}",
-            v[0],
-            v[v.len() / 2],
-            v[v.len() - 1]
-        );
+    for (what, v) in ratios {
+        println!("  {what:<40} {}", spread(v));
     }
     drop((sled, pg_a, pg_b, cluster));
 }

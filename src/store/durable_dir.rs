@@ -20,7 +20,8 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+/// An I/O failure on `path`, said as what could not be done.
+pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Unavailable(format!("cannot {what} {}: {e}", path.display()))
 }
 

@@ -105,6 +105,12 @@ fn status_tree(kind: StatusKind) -> u8 {
 struct Trees(std::sync::Arc<HashMap<u8, sled::Tree>>);
 
 impl Trees {
+    /// A tree the store itself names (every number it uses is opened).
+    fn tree(&self, id: u8) -> &sled::Tree {
+        &self.0[&id]
+    }
+
+    /// A tree a log record names (an unknown number is corruption).
     fn get(&self, id: u8) -> Result<&sled::Tree> {
         self.0
             .get(&id)
@@ -209,9 +215,7 @@ pub struct IntegrityReport {
 pub struct SledStore {
     parent_locks: Box<[tokio::sync::RwLock<()>]>,
     key_locks: Box<[tokio::sync::Mutex<()>]>,
-    parents: HashMap<ParentKind, sled::Tree>,
-    statuses: HashMap<StatusKind, sled::Tree>,
-    cascades: sled::Tree,
+    trees: Trees,
     cascade_trees: CascadeTrees,
     cascader: Cascader,
     wal: std::sync::Arc<Wal>,
@@ -231,19 +235,16 @@ impl SledStore {
             .open()
             .map_err(|e| open_error(&config.path, e))?;
         check_format(&db)?;
-        let mut parents = HashMap::new();
-        let mut statuses = HashMap::new();
         let mut trees = HashMap::new();
-        let cascades = db.open_tree("cascades")?;
-        trees.insert(CASCADES_TREE, cascades.clone());
+        trees.insert(CASCADES_TREE, db.open_tree("cascades")?);
         for kind in ParentKind::ALL {
-            let tree = db.open_tree(format!("parents/{}", kind.collection()))?;
-            trees.insert(parent_tree(kind), tree.clone());
-            parents.insert(kind, tree);
+            trees.insert(
+                parent_tree(kind),
+                db.open_tree(format!("parents/{}", kind.collection()))?,
+            );
             for sk in kind.status_kinds() {
-                let tree = db.open_tree(format!("statuses/{}/{}", kind.collection(), sk.segment()))?;
-                trees.insert(status_tree(sk), tree.clone());
-                statuses.insert(sk, tree);
+                let name = format!("statuses/{}/{}", kind.collection(), sk.segment());
+                trees.insert(status_tree(sk), db.open_tree(name)?);
             }
         }
         let trees = Trees(std::sync::Arc::new(trees));
@@ -304,8 +305,11 @@ impl SledStore {
             last_revision + 1,
         )?);
         let cascade_trees = CascadeTrees {
-            statuses: statuses.clone(),
-            cascades: cascades.clone(),
+            statuses: StatusKind::ALL
+                .iter()
+                .map(|&sk| (sk, trees.tree(status_tree(sk)).clone()))
+                .collect(),
+            cascades: trees.tree(CASCADES_TREE).clone(),
         };
         let finish: cascade::Finish = {
             let wal = wal.clone();
@@ -315,9 +319,7 @@ impl SledStore {
         Ok(SledStore {
             parent_locks: (0..PARENT_LOCK_STRIPES).map(|_| tokio::sync::RwLock::new(())).collect(),
             key_locks: (0..KEY_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            parents,
-            statuses,
-            cascades,
+            trees,
             cascade_trees,
             cascader,
             wal,
@@ -356,14 +358,14 @@ impl SledStore {
                     if status.body.shape() != sk.shape {
                         return Err(Error::Internal(format!("a status of the wrong shape in {sk}")));
                     }
-                    let cascading = self.cascades.contains_key(keys::cascade_key(kind.tag(), parent_id))?;
+                    let cascading = self.cascades().contains_key(keys::cascade_key(kind.tag(), parent_id))?;
                     if !cascading && !self.parents(kind).contains_key(keys::parent_key(parent_id))? {
                         report.orphans += 1;
                     }
                 }
             }
         }
-        report.pending_cascades = self.cascades.len();
+        report.pending_cascades = self.cascades().len();
         Ok(report)
     }
 
@@ -412,11 +414,15 @@ impl SledStore {
     }
 
     fn parents(&self, kind: ParentKind) -> &sled::Tree {
-        &self.parents[&kind]
+        self.trees.tree(parent_tree(kind))
     }
 
     fn statuses(&self, kind: StatusKind) -> &sled::Tree {
-        &self.statuses[&kind]
+        self.trees.tree(status_tree(kind))
+    }
+
+    fn cascades(&self) -> &sled::Tree {
+        self.trees.tree(CASCADES_TREE)
     }
 
     /// `Ok` while writes may be made: the disk has its reserve and no write
@@ -528,7 +534,10 @@ impl Store for SledStore {
         let _held = self
             .lock_parents(&[(kind, &parent.id)], &reference_targets(&references))
             .await;
-        if self.cascades.contains_key(keys::cascade_key(kind.tag(), &parent.id))? {
+        if self
+            .cascades()
+            .contains_key(keys::cascade_key(kind.tag(), &parent.id))?
+        {
             return Err(Error::Unavailable(format!(
                 "a delete of {kind} '{}' is still removing its statuses; retry shortly",
                 parent.id

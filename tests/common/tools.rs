@@ -56,6 +56,12 @@ pub fn pip_install(probe: &str, packages: &[&str]) -> PathBuf {
     if venv.join(probe).exists() {
         return venv;
     }
+    pip(&venv, packages);
+    venv
+}
+
+/// Runs `pip install packages` in `venv`; a failure fails the test.
+fn pip(venv: &Path, packages: &[&str]) {
     let status = Command::new(venv.join("bin/pip"))
         .args(["install", "--quiet", "--disable-pip-version-check"])
         .args(packages)
@@ -65,7 +71,6 @@ pub fn pip_install(probe: &str, packages: &[&str]) -> PathBuf {
         status.success(),
         "pip install {packages:?} failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
     );
-    venv
 }
 
 /// schemathesis, in a virtualenv of its own (`target/schemathesis-venv`):
@@ -76,19 +81,7 @@ pub fn schemathesis() -> PathBuf {
     let venv = create_venv(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv"));
     let bin = venv.join("bin/schemathesis");
     if !bin.exists() {
-        let status = Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "schemathesis==4.32.5",
-            ])
-            .status()
-            .expect("run pip");
-        assert!(
-            status.success(),
-            "pip install schemathesis failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
-        );
+        pip(&venv, &["schemathesis==4.32.5"]);
     }
     bin
 }
@@ -112,20 +105,7 @@ pub fn graph_sdks() -> PathBuf {
     if importable {
         return venv;
     }
-    let status = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "msgraph-sdk==1.65.0",
-            "msgraph-beta-sdk==1.66.0",
-        ])
-        .status()
-        .expect("run pip");
-    assert!(
-        status.success(),
-        "pip install of the Graph SDKs failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
-    );
+    pip(&venv, &["msgraph-sdk==1.65.0", "msgraph-beta-sdk==1.66.0"]);
     venv
 }
 
@@ -139,19 +119,7 @@ pub fn graph_sdks_with_batch() -> PathBuf {
         .status()
         .is_ok_and(|s| s.success());
     if !importable {
-        let status = Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "Deprecated==1.2.18",
-            ])
-            .status()
-            .expect("run pip");
-        assert!(
-            status.success(),
-            "pip install Deprecated failed (set STATUSD_SKIP_INTEROP=1 to skip offline)"
-        );
+        pip(&venv, &["Deprecated==1.2.18"]);
     }
     venv
 }

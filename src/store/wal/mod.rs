@@ -30,7 +30,7 @@
 
 pub mod frame;
 
-use super::durable_dir;
+use super::durable_dir::{self, io_error};
 use crate::error::{Error, Result};
 pub use frame::{Action, Op, Record};
 use std::fs::File;
@@ -142,10 +142,6 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.wal"))
-}
-
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Unavailable(format!("cannot {what} {}: {e}", path.display()))
 }
 
 /// What [`replay`] found.
