@@ -82,6 +82,14 @@ impl StatusBody {
         }
     }
 
+    /// The `status` property (what overviews count).
+    pub fn status(&self) -> ComplianceStatus {
+        match self {
+            StatusBody::User(u) => u.status,
+            StatusBody::Device(d) => d.status,
+        }
+    }
+
     /// The Graph property names of `shape`, in Graph's order, without `id`
     /// (read from the one schema in [`super::property`]).
     pub fn fields(shape: StatusShape) -> Vec<&'static str> {

@@ -22,6 +22,10 @@
 //!   interleave into a dangling reference that was never valid.
 //! - **Compare-and-swap updates.** `replace_*` writes only if the stored
 //!   record still equals `expected`, so concurrent updates never lose one.
+//! - **Tallies agree with the statuses.** Every status write changes its
+//!   parent's [`Tally`] in the same atomic, durable write, so a tally read
+//!   never disagrees with the statuses stored at that moment, also after a
+//!   crash.
 //! - **Ordered paging.** Lists return records in id (byte) order, starting
 //!   strictly after `after`, at most `limit` of them, in O(limit).
 
@@ -41,7 +45,7 @@ pub use sled_store::{FaultInjection, IntegrityReport, SledConfig, SledStore};
 pub use wal::Durability;
 
 use crate::error::{Error, Result};
-use crate::model::{Parent, ParentKind, Status, StatusKind};
+use crate::model::{Parent, ParentKind, Status, StatusKind, Tally};
 
 // The errors every backend answers with, worded once.
 
@@ -131,6 +135,10 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Status>>;
+
+    /// The tally of a parent's statuses of `kind` (O(1): kept with every
+    /// status write, never counted); `None` if the parent is missing.
+    async fn get_tally(&self, kind: StatusKind, parent_id: &str) -> Result<Option<Tally>>;
 
     /// Makes everything written so far durable (used at shutdown).
     async fn flush(&self) -> Result<()>;

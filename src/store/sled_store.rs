@@ -12,12 +12,12 @@ use super::cascade::{self, CascadeTrees, Cascader, INLINE_BATCHES};
 use super::codec::encode_record;
 use super::sled_flush::FlushTarget;
 use super::space::SpaceGuard;
-use super::wal::{self, Action, Durability, Op, Wal};
+use super::wal::{self, Action, Durability, Merge, Op, Wal};
 use super::{codec, durable_dir, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::id::MAX_ID_LEN;
 use crate::model::limits::MAX_RECORD_BYTES;
-use crate::model::{Parent, ParentKind, Status, StatusKind};
+use crate::model::{Parent, ParentKind, Status, StatusKind, Tally, TallyChange};
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -118,27 +118,81 @@ impl Trees {
     }
 
     /// Applies one logged record (after its fsync, and at replay).
+    /// Consecutive puts and removes on one tree go in one sled batch, which
+    /// readers see whole: a status and its parent's tally change together.
     fn apply(&self, ops: &[Op]) -> Result<()> {
-        for op in ops {
-            let tree = self.get(op.tree)?;
-            match &op.action {
-                Action::Put(value) => {
-                    tree.insert(op.key.as_slice(), value.as_slice())?;
+        let mut rest = ops;
+        while let Some(first) = rest.first() {
+            let tree = self.get(first.tree)?;
+            if first.action == Action::RemovePrefix {
+                let mut batch = sled::Batch::default();
+                for key in tree.scan_prefix(&first.key).keys() {
+                    batch.remove(key?);
                 }
-                Action::Remove => {
-                    tree.remove(op.key.as_slice())?;
-                }
-                Action::RemovePrefix => {
+                tree.apply_batch(batch)?;
+                rest = &rest[1..];
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take_while(|op| op.tree == first.tree && op.action != Action::RemovePrefix)
+                .count();
+            match &rest[..run] {
+                [Op {
+                    key,
+                    action: Action::Put(value),
+                    ..
+                }] => drop(tree.insert(key.as_slice(), value.as_slice())?),
+                [Op {
+                    key,
+                    action: Action::Remove,
+                    ..
+                }] => drop(tree.remove(key.as_slice())?),
+                several => {
                     let mut batch = sled::Batch::default();
-                    for key in tree.scan_prefix(&op.key).keys() {
-                        batch.remove(key?);
+                    for op in several {
+                        match &op.action {
+                            Action::Put(value) => batch.insert(op.key.as_slice(), value.as_slice()),
+                            _ => batch.remove(op.key.as_slice()),
+                        }
                     }
                     tree.apply_batch(batch)?;
                 }
             }
+            rest = &rest[run..];
         }
         Ok(())
     }
+
+    /// A key's current value (to resolve a merge).
+    fn read(&self, tree: u8, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(tree)?.get(key)?.map(|v| v.to_vec()))
+    }
+}
+
+/// Resolves a tally merge: the stored tally (or an empty one) with the
+/// operand's change applied at `revision`.
+fn merge_tally(merge: &Merge, current: Option<&[u8]>, revision: u64) -> Result<Vec<u8>> {
+    let mut tally: Tally = current.map(codec::decode).transpose()?.unwrap_or_default();
+    let change: TallyChange = codec::decode(&merge.operand)?;
+    tally.apply(&change, revision);
+    codec::encode(&tally)
+}
+
+/// The merge that counts a status write in its parent's tally (kept in the
+/// status tree at the parent's bare prefix, a key no status has: status ids
+/// are never empty).
+fn count(kind: StatusKind, parent_id: &str, removed: Option<&Status>, added: Option<&Status>) -> Result<Merge> {
+    let change = TallyChange {
+        removed: removed.map(|s| s.body.status()),
+        added: added.map(|s| s.body.status()),
+        at: crate::model::DateTime::now(),
+    };
+    Ok(Merge {
+        tree: status_tree(kind),
+        key: keys::status_prefix(parent_id),
+        operand: codec::encode(&change)?,
+    })
 }
 
 /// The record that ends a parent's cascade: every status left under it (none
@@ -196,6 +250,9 @@ pub struct IntegrityReport {
     pub orphans: u64,
     /// Cascade deletes still recorded as pending (0 after a clean open).
     pub pending_cascades: usize,
+    /// Parents whose tally of a status collection differs from a count of
+    /// its statuses (must be 0).
+    pub tally_mismatches: u64,
 }
 
 /// The sled backend.
@@ -301,6 +358,11 @@ impl SledStore {
                     std::sync::Arc::new(move |_, ops: &[Op]| trees.apply(ops))
                 },
                 checkpoint,
+                read: {
+                    let trees = trees.clone();
+                    std::sync::Arc::new(move |tree, key: &[u8]| trees.read(tree, key))
+                },
+                merge: std::sync::Arc::new(merge_tally),
             },
             last_revision + 1,
         )?);
@@ -350,10 +412,19 @@ impl SledStore {
                 report.parents += 1;
             }
             for sk in kind.status_kinds() {
+                // Per parent: its stored tally, and a count of its statuses.
+                let mut tallies: HashMap<String, (Tally, Tally)> = HashMap::new();
                 for item in self.statuses(sk).iter() {
                     let (k, v) = item?;
+                    let (parent_id, status_id) =
+                        keys::split_status_key(&k).ok_or_else(|| Error::Internal("bad key".into()))?;
+                    let (stored, counted) = tallies.entry(parent_id.to_owned()).or_default();
+                    if status_id.is_empty() {
+                        *stored = codec::decode(&v)?;
+                        continue;
+                    }
                     let status = decode_status(&k, &v)?;
-                    let (parent_id, _) = keys::split_status_key(&k).ok_or_else(|| Error::Internal("bad key".into()))?;
+                    counted.counts[status.body.status() as usize] += 1;
                     report.statuses += 1;
                     if status.body.shape() != sk.shape {
                         return Err(Error::Internal(format!("a status of the wrong shape in {sk}")));
@@ -363,6 +434,7 @@ impl SledStore {
                         report.orphans += 1;
                     }
                 }
+                report.tally_mismatches += tallies.values().filter(|(s, c)| s.counts != c.counts).count() as u64;
             }
         }
         report.pending_cascades = self.cascades().len();
@@ -630,13 +702,18 @@ impl Store for SledStore {
         if self.statuses(kind).contains_key(&key)? {
             return Err(super::status_exists(kind, parent_id, &status.id));
         }
+        let tally = count(kind, parent_id, None, Some(status))?;
         self.wal
-            .commit(vec![put(status_tree(kind), key, value)])
+            .commit_merging(vec![put(status_tree(kind), key, value)], vec![tally])
             .await
             .map(drop)
     }
 
     async fn get_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<Option<Status>> {
+        if id.is_empty() {
+            // The bare prefix holds the parent's tally, not a status.
+            return Ok(None);
+        }
         let key = keys::status_key(parent_id, id);
         match self.statuses(kind).get(&key)? {
             Some(v) if self.parent_exists(kind.parent, parent_id)? => decode_status(&key, &v).map(Some),
@@ -656,7 +733,10 @@ impl Store for SledStore {
         {
             return Ok(false);
         }
-        self.wal.commit(vec![put(status_tree(kind), key, value)]).await?;
+        let tally = count(kind, parent_id, Some(expected), Some(new))?;
+        self.wal
+            .commit_merging(vec![put(status_tree(kind), key, value)], vec![tally])
+            .await?;
         Ok(true)
     }
 
@@ -665,10 +745,16 @@ impl Store for SledStore {
         let key = keys::status_key(parent_id, id);
         let _parent = self.lock_parent_shared(kind.parent, parent_id).await;
         let _key = self.lock_key(kind, &key).await;
-        if !self.parent_exists(kind.parent, parent_id)? || !self.statuses(kind).contains_key(&key)? {
+        if id.is_empty() || !self.parent_exists(kind.parent, parent_id)? {
             return Ok(false);
         }
-        self.wal.commit(vec![remove(status_tree(kind), key)]).await?;
+        let Some(old) = self.statuses(kind).get(&key)? else {
+            return Ok(false);
+        };
+        let tally = count(kind, parent_id, Some(&decode_status(&key, &old)?), None)?;
+        self.wal
+            .commit_merging(vec![remove(status_tree(kind), key)], vec![tally])
+            .await?;
         Ok(true)
     }
 
@@ -682,7 +768,8 @@ impl Store for SledStore {
         let prefix = keys::status_prefix(parent_id);
         let start = match after {
             Some(a) => Bound::Excluded(keys::status_key(parent_id, a)),
-            None => Bound::Included(prefix.clone()),
+            // The bare prefix is the parent's tally.
+            None => Bound::Excluded(prefix.clone()),
         };
         let mut out = Vec::with_capacity(limit.min(1024));
         for item in self.statuses(kind).range::<Vec<u8>, _>((start, Bound::Unbounded)) {
@@ -701,6 +788,15 @@ impl Store for SledStore {
             out.clear();
         }
         Ok(out)
+    }
+
+    async fn get_tally(&self, kind: StatusKind, parent_id: &str) -> Result<Option<Tally>> {
+        let tally = self.statuses(kind).get(keys::status_prefix(parent_id))?;
+        // As in `get_status`: checked after the read.
+        if !self.parent_exists(kind.parent, parent_id)? {
+            return Ok(None);
+        }
+        Ok(Some(tally.map(|v| codec::decode(&v)).transpose()?.unwrap_or_default()))
     }
 
     async fn flush(&self) -> Result<()> {

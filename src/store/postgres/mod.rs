@@ -30,7 +30,7 @@ pub use schema::SCHEMA_VERSION;
 use super::codec::{self, encode_record};
 use super::{parent_exists, parent_missing, reference_missing, status_exists, Store};
 use crate::error::{Error, Result};
-use crate::model::{Parent, ParentKind, Status, StatusKind};
+use crate::model::{Parent, ParentKind, Status, StatusKind, Tally};
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use errors::{db_error, retrying, violates, DbFailure};
 use schema::{ParentSql, StatusSql};
@@ -485,6 +485,52 @@ impl Store for PostgresStore {
         })
         .await?;
         rows.iter().map(|r| codec::decode_status(r.get(0), r.get(1))).collect()
+    }
+
+    async fn get_tally(&self, kind: StatusKind, parent_id: &str) -> Result<Option<Tally>> {
+        let (parent, rows) = retrying("reading a status overview", || async {
+            let mut client = self.pool.get().await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let parent = tx
+                .query_opt(
+                    &tx.prepare_cached(&self.parent_sql(kind.parent).get).await?,
+                    &[&parent_id],
+                )
+                .await?;
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT id, record FROM {} WHERE parent_id = $1",
+                        schema::status_table(kind)
+                    ),
+                    &[&parent_id],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok((parent.is_some(), rows))
+        })
+        .await?;
+        if !parent {
+            return Ok(None);
+        }
+        let mut tally = Tally::default();
+        for r in &rows {
+            let status = codec::decode_status(r.get(0), r.get(1))?;
+            tally.apply(
+                &crate::model::TallyChange {
+                    removed: None,
+                    added: Some(status.body.status()),
+                    at: crate::model::DateTime::MIN,
+                },
+                0,
+            );
+        }
+        Ok(Some(tally))
     }
 
     async fn flush(&self) -> Result<()> {

@@ -23,6 +23,14 @@
 //! after it was acknowledged. A bad frame in a segment that is not the last
 //! one is corruption of acknowledged data, and the store refuses to open.
 //!
+//! **Merges** change a value from its current one (an overview's counts): a
+//! writer cannot read-modify-write it, since writers of different statuses
+//! under one parent run concurrently. It hands the log a [`Merge`] operand
+//! instead; the single `statusd-wal` thread resolves it, in revision order,
+//! into a plain `Put` of the new value before the record is encoded. So the
+//! log only ever holds idempotent operations, and a merged value is applied
+//! in the same record (the same atomic write) as the change it reflects.
+//!
 //! **A failed write or fsync is fatal for writing** (a failed `fsync` may mark
 //! dirty pages clean, so a later one can succeed over a hole): every later
 //! write is refused (UNAVAILABLE) until a restart replays what is really on
@@ -62,6 +70,24 @@ const RELAXED_SYNC: Duration = Duration::from_millis(500);
 /// Applies one record's operations to the store (after its fsync, and at replay).
 pub type Apply = Arc<dyn Fn(u64, &[Op]) -> Result<()> + Send + Sync>;
 
+/// Reads a key's current value from the store (to resolve a [`Merge`]).
+pub type Read = Arc<dyn Fn(u8, &[u8]) -> Result<Option<Vec<u8>>> + Send + Sync>;
+
+/// The new value of a merged key: from the merge, the key's current value
+/// (if any) and the revision of the record the merge is in.
+pub type MergeFn = Arc<dyn Fn(&Merge, Option<&[u8]>, u64) -> Result<Vec<u8>> + Send + Sync>;
+
+/// A change to a key computed from its current value when it is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    /// Which tree.
+    pub tree: u8,
+    /// The key.
+    pub key: Vec<u8>,
+    /// What the store's [`MergeFn`] combines with the current value.
+    pub operand: Vec<u8>,
+}
+
 /// Makes everything applied so far durable in the store itself, recording
 /// `revision` as the last one covered; afterwards the log before it may go.
 pub type Checkpoint = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
@@ -74,6 +100,8 @@ type Answer = oneshot::Sender<Result<u64>>;
 struct Entry {
     revision: u64,
     ops: Vec<Op>,
+    /// Resolved into `Put`s appended to `ops` just before encoding.
+    merges: Vec<Merge>,
     answer: Answer,
 }
 
@@ -109,6 +137,10 @@ pub struct Options {
     pub apply: Apply,
     /// Flushes the store (see [`Checkpoint`]).
     pub checkpoint: Checkpoint,
+    /// Reads a merged key's current value.
+    pub read: Read,
+    /// Resolves a merge.
+    pub merge: MergeFn,
 }
 
 /// The file names of the log's segments, in order.
@@ -317,6 +349,8 @@ impl Wal {
                 fail_at: options.fail_at,
                 slow_sync: options.slow_sync,
                 apply: options.apply,
+                read: options.read,
+                merge: options.merge,
                 jobs,
                 buf: Vec::with_capacity(1 << 20),
             };
@@ -357,7 +391,7 @@ impl Wal {
         )
     }
 
-    fn enqueue(&self, ops: Vec<Op>) -> Result<oneshot::Receiver<Result<u64>>> {
+    fn enqueue(&self, ops: Vec<Op>, merges: Vec<Merge>) -> Result<oneshot::Receiver<Result<u64>>> {
         self.check_writable()?;
         let (answer, rx) = oneshot::channel();
         let mut q = self.shared.queue.lock().map_err(|_| poisoned())?;
@@ -370,7 +404,12 @@ impl Wal {
             q.next_revision += 1;
             q.next_revision - 1
         };
-        q.entries.push(Entry { revision, ops, answer });
+        q.entries.push(Entry {
+            revision,
+            ops,
+            merges,
+            answer,
+        });
         if q.writer_waiting {
             q.writer_waiting = false;
             self.shared.ready.notify_one();
@@ -381,19 +420,28 @@ impl Wal {
     /// Logs `ops` as one record and waits until it is durable and applied;
     /// returns its revision.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<u64> {
+        self.commit_merging(ops, Vec::new()).await
+    }
+
+    /// [`Wal::commit`] of `ops` and, in the same record, `merges` (resolved
+    /// after every record before it).
+    pub async fn commit_merging(&self, ops: Vec<Op>, merges: Vec<Merge>) -> Result<u64> {
         debug_assert!(!ops.is_empty());
-        self.enqueue(ops)?.await.map_err(|_| stopped())?
+        self.enqueue(ops, merges)?.await.map_err(|_| stopped())?
     }
 
     /// [`Wal::commit`] for a thread outside the async runtime.
     pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<u64> {
         debug_assert!(!ops.is_empty());
-        self.enqueue(ops)?.blocking_recv().map_err(|_| stopped())?
+        self.enqueue(ops, Vec::new())?.blocking_recv().map_err(|_| stopped())?
     }
 
     /// Waits until everything logged so far is fsynced, whatever the mode.
     pub async fn sync(&self) -> Result<()> {
-        self.enqueue(Vec::new())?.await.map_err(|_| stopped())?.map(drop)
+        self.enqueue(Vec::new(), Vec::new())?
+            .await
+            .map_err(|_| stopped())?
+            .map(drop)
     }
 
     /// Stops both threads after every queued change is answered, then (unless
@@ -441,6 +489,8 @@ struct Writer {
     fail_at: Option<u64>,
     slow_sync: Option<Duration>,
     apply: Apply,
+    read: Read,
+    merge: MergeFn,
     jobs: mpsc::Sender<CheckpointJob>,
     buf: Vec<u8>,
 }
@@ -483,7 +533,7 @@ impl Writer {
                 continue;
             }
             let started = Instant::now();
-            let result = self.write(shared, &group, &mut unsynced);
+            let result = self.write(shared, &mut group, &mut unsynced);
             metrics::counter!(crate::metrics::COMMITS).increment(1);
             metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
             metrics::histogram!(crate::metrics::COMMIT_WRITES).record(group.len() as f64);
@@ -519,13 +569,14 @@ impl Writer {
 
     /// One group: append its frames, fsync (always when durable, or when a
     /// barrier asks), apply to the store in order.
-    fn write(&mut self, shared: &Shared, group: &[Entry], unsynced: &mut bool) -> Result<()> {
+    fn write(&mut self, shared: &Shared, group: &mut [Entry], unsynced: &mut bool) -> Result<()> {
         if shared.failed.load(Ordering::Acquire) {
             return Err(failed());
         }
+        self.resolve_merges(group)?;
         self.buf.clear();
         let mut barrier = false;
-        for entry in group {
+        for entry in group.iter() {
             if entry.ops.is_empty() {
                 barrier = true;
             } else {
@@ -552,6 +603,30 @@ impl Writer {
         for entry in group.iter().filter(|e| !e.ops.is_empty()) {
             (self.apply)(entry.revision, &entry.ops)?;
             shared.applied.store(entry.revision, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Turns every merge of the group into a `Put` of its new value. A key
+    /// merged twice in one group starts the second time from the first
+    /// result (the store only sees the group once it is applied).
+    fn resolve_merges(&self, group: &mut [Entry]) -> Result<()> {
+        let mut current: std::collections::HashMap<(u8, Vec<u8>), Vec<u8>> = std::collections::HashMap::new();
+        for entry in group.iter_mut() {
+            for m in std::mem::take(&mut entry.merges) {
+                let slot = (m.tree, m.key.clone());
+                let base = match current.get(&slot) {
+                    Some(v) => Some(v.clone()),
+                    None => (self.read)(m.tree, &m.key)?,
+                };
+                let value = (self.merge)(&m, base.as_deref(), entry.revision)?;
+                current.insert(slot, value.clone());
+                entry.ops.push(Op {
+                    tree: m.tree,
+                    key: m.key,
+                    action: Action::Put(value),
+                });
+            }
         }
         Ok(())
     }
