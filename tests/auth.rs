@@ -790,7 +790,7 @@ fn every_grpc_method_and_rest_route_kind_is_in_the_table() {
             }
         }
     }
-    assert_eq!(described.len(), 46, "{described:?}");
+    assert_eq!(described.len(), 52, "{described:?}");
     for path in table.grpc_methods() {
         assert!(
             described.iter().any(|d| d == path),
@@ -809,9 +809,10 @@ fn every_grpc_method_and_rest_route_kind_is_in_the_table() {
             Route::StatusesRef(..) => 5,
             Route::StatusesCount(..) => 6,
             Route::Status(..) => 7,
+            Route::Overview(..) => 8,
         }
     }
-    let mut seen = [false; 8];
+    let mut seen = [false; 9];
     for (i, collection) in REST_COLLECTIONS.iter().enumerate() {
         let mut paths = vec![
             format!("/beta/{collection}"),
@@ -821,6 +822,11 @@ fn every_grpc_method_and_rest_route_kind_is_in_the_table() {
             format!("/beta/{collection}/p/deviceStatuses/$ref"),
             format!("/beta/{collection}/p/userStatuses/$count"),
             format!("/beta/{collection}/p/deviceStatuses/s"),
+            if collection.contains("mobileAppConfigurations") {
+                format!("/beta/{collection}/p/userStatusSummary")
+            } else {
+                format!("/beta/{collection}/p/deviceStatusOverview")
+            },
         ];
         if i == 2 {
             paths.push(format!("/beta/{collection}/p/rootCertificate/$ref"));

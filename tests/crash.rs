@@ -349,6 +349,10 @@ async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
         violations.len()
     );
     assert_eq!(report.orphans, 0, "orphan statuses");
+    assert_eq!(
+        report.tally_mismatches, 0,
+        "overview tallies that disagree with the statuses"
+    );
     assert_eq!(report.pending_cascades, 0);
     assert!(violations.is_empty(), "{violations:#?}");
 }

@@ -55,6 +55,11 @@ async fn the_document_names_every_route_and_validates() {
             .cloned()
             .collect()
     };
+    assert!(paths.contains_key("/v1.0/deviceManagement/deviceCompliancePolicies/{id}/deviceStatusOverview"));
+    assert!(paths.contains_key("/beta/deviceAppManagement/mobileAppConfigurations/{id}/userStatusSummary"));
+    assert!(props("beta.deviceComplianceUserOverview").contains(&"conflictCount".to_owned()));
+    assert!(!props("v1.0.deviceComplianceUserOverview").contains(&"conflictCount".to_owned()));
+    assert!(props("beta.deviceConfigurationDeviceOverview").contains(&"notApplicablePlatformCount".to_owned()));
     assert!(props("beta.deviceConfigurationDeviceStatus").contains(&"platform".to_owned()));
     assert!(!props("v1.0.deviceConfigurationDeviceStatus").contains(&"platform".to_owned()));
     assert!(schemas["odataError"]["properties"]["error"].is_object());

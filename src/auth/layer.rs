@@ -149,7 +149,8 @@ fn route_ids(route: &Route) -> (Option<String>, Option<String>) {
         | Route::CertificateRef(pp)
         | Route::Statuses(_, pp)
         | Route::StatusesRef(_, pp)
-        | Route::StatusesCount(_, pp) => (Some(pp.id.clone()), None),
+        | Route::StatusesCount(_, pp)
+        | Route::Overview(_, pp) => (Some(pp.id.clone()), None),
         Route::Status(_, pp, id) => (Some(pp.id.clone()), Some(id.clone())),
     }
 }

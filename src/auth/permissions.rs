@@ -234,7 +234,16 @@ impl Permissions {
                     (format!("Delete{shape}Status"), Access::Write),
                 ]
             });
-            for (method, access) in methods.into_iter().chain(statuses) {
+            // GetUserStatusOverview, GetDeviceStatusSummary, …: Graph's
+            // navigation property, capitalised.
+            let overviews = kind.status_kinds().map(|sk| {
+                let segment = sk.overview_segment();
+                (
+                    format!("Get{}{}", segment[..1].to_uppercase(), &segment[1..]),
+                    Access::Read,
+                )
+            });
+            for (method, access) in methods.into_iter().chain(statuses).chain(overviews) {
                 grpc.insert(format!("/{service}/{method}"), need(access));
             }
         }
@@ -287,7 +296,8 @@ pub fn route_collection(route: &Route) -> ParentKind {
         Route::Statuses(kind, _)
         | Route::StatusesRef(kind, _)
         | Route::StatusesCount(kind, _)
-        | Route::Status(kind, _, _) => kind.parent,
+        | Route::Status(kind, _, _)
+        | Route::Overview(kind, _) => kind.parent,
     }
 }
 

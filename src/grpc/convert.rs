@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::model::{
-    camel_case, ComplianceStatus, DateTime, DeviceStatus, Parent, ParentKind, Status, StatusBody, StatusShape,
-    UserStatus,
+    camel_case, ComplianceStatus, Count, DateTime, DeviceStatus, Overview, Parent, ParentKind, Status, StatusBody,
+    StatusShape, UserStatus,
 };
 use crate::pb;
 use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value};
@@ -180,6 +180,65 @@ device_status_message!(
     pb::DeviceComplianceDeviceStatus,
     pb::ManagedDeviceMobileAppConfigurationDeviceStatus,
     pb::DeviceConfigurationDeviceStatus
+);
+
+/// A proto overview (summary) message: six of them, two shapes.
+pub trait OverviewMessage: Sized + Send + 'static {
+    /// The shape of the statuses it counts.
+    const SHAPE: StatusShape;
+    /// From the model (beta's schema, which has every count).
+    fn from_model(o: Overview) -> Self;
+}
+
+macro_rules! overview_message {
+    ($shape:ident => $($msg:ty),+) => {$(
+        impl OverviewMessage for $msg {
+            const SHAPE: StatusShape = StatusShape::$shape;
+            fn from_model(o: Overview) -> Self {
+                overview_message!(@fields $shape, o)
+            }
+        }
+    )+};
+    (@fields User, $o:ident) => {
+        Self {
+            pending_count: $o.count(Count::Pending),
+            not_applicable_count: $o.count(Count::NotApplicable),
+            success_count: $o.count(Count::Success),
+            error_count: $o.count(Count::Error),
+            failed_count: $o.count(Count::Failed),
+            conflict_count: $o.count(Count::Conflict),
+            last_update_date_time: timestamp($o.last_update),
+            configuration_version: $o.configuration_version,
+            revision: $o.revision,
+            id: $o.id,
+        }
+    };
+    (@fields Device, $o:ident) => {
+        Self {
+            pending_count: $o.count(Count::Pending),
+            not_applicable_count: $o.count(Count::NotApplicable),
+            not_applicable_platform_count: $o.count(Count::NotApplicablePlatform),
+            success_count: $o.count(Count::Success),
+            error_count: $o.count(Count::Error),
+            failed_count: $o.count(Count::Failed),
+            conflict_count: $o.count(Count::Conflict),
+            last_update_date_time: timestamp($o.last_update),
+            configuration_version: $o.configuration_version,
+            revision: $o.revision,
+            id: $o.id,
+        }
+    };
+}
+
+overview_message!(User =>
+    pb::DeviceComplianceUserOverview,
+    pb::ManagedDeviceMobileAppConfigurationUserSummary,
+    pb::DeviceConfigurationUserOverview
+);
+overview_message!(Device =>
+    pb::DeviceComplianceDeviceOverview,
+    pb::ManagedDeviceMobileAppConfigurationDeviceSummary,
+    pb::DeviceConfigurationDeviceOverview
 );
 
 /// Parent fields common to the three messages, set on a new model parent.

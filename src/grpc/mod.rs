@@ -8,10 +8,10 @@ pub mod convert;
 pub mod limit;
 
 use crate::error::Error;
-use crate::model::{ParentKind, StatusKind, StatusShape};
+use crate::model::{OverviewSchema, ParentKind, StatusKind, StatusShape};
 use crate::pb;
 use crate::service::{PageRequest, Service};
-use convert::{mask_path, ParentMessage, StatusMessage};
+use convert::{mask_path, OverviewMessage, ParentMessage, StatusMessage};
 use prost_types::FieldMask;
 use tonic::{Request, Response, Status};
 
@@ -122,6 +122,22 @@ impl GrpcApi {
         Ok(M::from_model(updated))
     }
 
+    async fn get_overview<M: OverviewMessage>(
+        &self,
+        parent: ParentKind,
+        req: pb::GetStatusOverviewRequest,
+    ) -> Reply<M> {
+        let kind = StatusKind {
+            parent,
+            shape: M::SHAPE,
+        };
+        let overview = self
+            .service
+            .get_overview(kind, &req.parent_id, OverviewSchema::Beta)
+            .await?;
+        Ok(Response::new(M::from_model(overview)))
+    }
+
     async fn delete_status(&self, kind: StatusKind, req: pb::DeleteStatusRequest) -> Reply<()> {
         self.service.delete_status(kind, &req.parent_id, &req.id).await?;
         Ok(Response::new(()))
@@ -174,6 +190,7 @@ macro_rules! collection_service {
         }
         user $U:ident ($CreateU:ident, $UpdateU:ident, $ListU:ident)
         device $D:ident ($CreateD:ident, $UpdateD:ident, $ListD:ident)
+        overviews $get_uo:ident -> $UO:ident, $get_do:ident -> $DO:ident
     ) => {
         #[tonic::async_trait]
         impl pb::$server::$trait for GrpcApi {
@@ -264,6 +281,12 @@ macro_rules! collection_service {
                 )
                 .await
             }
+            async fn $get_uo(&self, r: Request<pb::GetStatusOverviewRequest>) -> Reply<pb::$UO> {
+                self.get_overview($kind, r.into_inner()).await
+            }
+            async fn $get_do(&self, r: Request<pb::GetStatusOverviewRequest>) -> Reply<pb::$DO> {
+                self.get_overview($kind, r.into_inner()).await
+            }
         }
     };
 }
@@ -285,6 +308,8 @@ collection_service! {
         CreateDeviceComplianceDeviceStatusRequest, UpdateDeviceComplianceDeviceStatusRequest,
         ListDeviceComplianceDeviceStatusesResponse
     )
+    overviews get_user_status_overview -> DeviceComplianceUserOverview,
+        get_device_status_overview -> DeviceComplianceDeviceOverview
 }
 
 collection_service! {
@@ -309,6 +334,8 @@ collection_service! {
         UpdateManagedDeviceMobileAppConfigurationDeviceStatusRequest,
         ListManagedDeviceMobileAppConfigurationDeviceStatusesResponse
     )
+    overviews get_user_status_summary -> ManagedDeviceMobileAppConfigurationUserSummary,
+        get_device_status_summary -> ManagedDeviceMobileAppConfigurationDeviceSummary
 }
 
 collection_service! {
@@ -328,6 +355,8 @@ collection_service! {
         CreateDeviceConfigurationDeviceStatusRequest, UpdateDeviceConfigurationDeviceStatusRequest,
         ListDeviceConfigurationDeviceStatusesResponse
     )
+    overviews get_user_status_overview -> DeviceConfigurationUserOverview,
+        get_device_status_overview -> DeviceConfigurationDeviceOverview
 }
 
 #[tonic::async_trait]

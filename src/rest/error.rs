@@ -51,6 +51,14 @@ impl GraphError {
             allow: Some(allowed),
         }
     }
+
+    /// 405 with the reason the method is not supported.
+    pub fn method_not_allowed_because(method: &str, allowed: &'static str, why: &str) -> Self {
+        GraphError {
+            message: format!("{method} is not supported on this resource: {why}; allowed: {allowed}."),
+            ..Self::method_not_allowed(method, allowed)
+        }
+    }
 }
 
 impl From<Error> for GraphError {

@@ -11,7 +11,10 @@
 use super::path::ApiVersion;
 use crate::error::{Error, Result};
 use crate::model::parent::GRAPH_TYPE_PREFIX;
-use crate::model::{ComplianceStatus, DateTime, Parent, ParentKind, Status, StatusBody, StatusKind, StatusShape};
+use crate::model::{
+    ComplianceStatus, DateTime, Overview, OverviewSchema, Parent, ParentKind, Status, StatusBody, StatusKind,
+    StatusShape,
+};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -271,6 +274,50 @@ impl Serialize for StatusView<'_> {
                 put!("lastReportedDateTime", Iso(d.last_reported_date_time));
                 put!("userPrincipalName", d.user_principal_name);
             }
+        }
+        m.end()
+    }
+}
+
+/// Which overview schema a REST version serves (v1.0's, or beta's).
+pub fn overview_schema(version: ApiVersion) -> OverviewSchema {
+    if version.is_beta() {
+        OverviewSchema::Beta
+    } else {
+        OverviewSchema::V1
+    }
+}
+
+/// An overview as Graph's JSON, properties in Graph's order.
+pub struct OverviewView<'a> {
+    /// The overview (its counts already those of the version's schema).
+    pub overview: &'a Overview,
+    /// `$select`, if any.
+    pub select: Option<&'a [String]>,
+    /// `@odata.context`.
+    pub context: &'a str,
+}
+
+impl Serialize for OverviewView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let o = self.overview;
+        let want = |name: &str| self.select.is_none_or(|sel| sel.iter().any(|s| s == name));
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("@odata.context", self.context)?;
+        m.serialize_entry("@odata.type", &GraphType(o.kind.overview_entity_name()))?;
+        if want("id") {
+            m.serialize_entry("id", &o.id)?;
+        }
+        for (count, n) in &o.counts {
+            if want(count.property()) {
+                m.serialize_entry(count.property(), n)?;
+            }
+        }
+        if want("lastUpdateDateTime") {
+            m.serialize_entry("lastUpdateDateTime", &Iso(o.last_update))?;
+        }
+        if want("configurationVersion") {
+            m.serialize_entry("configurationVersion", &o.configuration_version)?;
         }
         m.end()
     }

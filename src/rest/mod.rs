@@ -17,7 +17,7 @@ pub mod path;
 pub use links::{is_plain_authority, Links};
 
 use crate::error::Error;
-use crate::model::{Parent, ParentKind, Status, StatusKind};
+use crate::model::{overview, Parent, ParentKind, Status, StatusKind};
 use crate::service::{QueryPage, Service};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -287,6 +287,14 @@ impl Rest {
                 Method::DELETE => self.delete_status(kind, &pp, &id).await,
                 _ => Err(not_allowed(method, "GET, PATCH, DELETE")),
             },
+            Route::Overview(kind, pp) => match *method {
+                Method::GET => self.get_overview(&ctx, kind, &pp).await,
+                _ => Err(GraphError::method_not_allowed_because(
+                    method.as_str(),
+                    "GET",
+                    "the overview is computed from the statuses; change them instead",
+                )),
+            },
         }
     }
 
@@ -505,6 +513,31 @@ impl Rest {
         let created = self.service.create_status(kind, &parent_id, status).await?;
         let context = format!("{}/$entity", ctx.statuses_context(kind, &parent_id));
         Ok(status_entity(StatusCode::CREATED, &context, ctx, kind, &created, None))
+    }
+
+    async fn get_overview(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath) -> Result<Response, GraphError> {
+        let schema = json::overview_schema(ctx.version);
+        let props = overview::overview_schema(kind.shape, schema);
+        let names: Vec<&str> = props.iter().map(|(n, _)| *n).collect();
+        let opts = ctx.options(&names)?;
+        let parent_id = self.resolve(pp).await?;
+        let overview = self.service.get_overview(kind, &parent_id, schema).await?;
+        let context = format!(
+            "{}{}/{}('{}')/{}/$entity",
+            ctx.metadata(),
+            kind.parent.root(),
+            kind.parent.collection(),
+            parent_id.replace('\'', "''"),
+            kind.overview_segment()
+        );
+        Ok(serialized(
+            StatusCode::OK,
+            &json::OverviewView {
+                overview: &overview,
+                select: opts.select.as_deref(),
+                context: &context,
+            },
+        ))
     }
 
     async fn get_status(

@@ -4,10 +4,10 @@
 //! schemas each version shows (`platform` under beta only), Graph's error
 //! body, the query options, and `$batch`.
 
-use super::json::status_properties;
+use super::json::{self, status_properties};
 use super::path::ApiVersion;
 use crate::model::property::{parent_schema, PropertyType};
-use crate::model::{ComplianceStatus, ParentKind, StatusKind};
+use crate::model::{overview, ComplianceStatus, ParentKind, StatusKind};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
@@ -52,6 +52,21 @@ fn status_schema(kind: StatusKind, version: ApiVersion) -> Value {
         properties.insert(name.into(), schema_of(t));
     }
     json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+/// `deviceComplianceUserOverview` under `beta` → `beta.deviceComplianceUserOverview`.
+fn overview_schema_name(kind: StatusKind, version: ApiVersion) -> String {
+    format!("{}.{}", version.segment(), kind.overview_entity_name())
+}
+
+fn overview_schema_json(kind: StatusKind, version: ApiVersion) -> Value {
+    let mut properties = Map::new();
+    properties.insert("@odata.context".into(), json!({"type": "string", "readOnly": true}));
+    properties.insert("@odata.type".into(), json!({"type": "string", "readOnly": true}));
+    for (name, t) in overview::overview_schema(kind.shape, json::overview_schema(version)) {
+        properties.insert(name.into(), schema_of(t));
+    }
+    json!({"type": "object", "properties": properties, "additionalProperties": false, "readOnly": true})
 }
 
 fn parent_schema_json(kind: ParentKind) -> Value {
@@ -309,6 +324,18 @@ fn build() -> Value {
                 paths.insert(
                     format!("{coll}/{{statusId}}"),
                     with_params(&["id", "statusId"], item_ops(sk.entity_name(), &s, "")),
+                );
+                let o = overview_schema_name(sk, version);
+                schemas.insert(o.clone(), overview_schema_json(sk, version));
+                let read = op(
+                    format!("The counts of the {}, computed with every write", sk.segment()),
+                    ok("200", &o),
+                    &READ_ERRORS,
+                    Map::new(),
+                );
+                paths.insert(
+                    format!("{item}/{}", sk.overview_segment()),
+                    with_params(&["id"], Map::from_iter([("get".to_owned(), read)])),
                 );
             }
         }

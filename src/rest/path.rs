@@ -7,7 +7,9 @@
 //! deviceManagement/deviceConfigurations[/$count | /{id} …]
 //! {id} … = {id}[/rootCertificate | /identityCertificate]*   (beta; device configurations)
 //!          [ /$ref                                   (only after a certificate segment)
-//!          | /userStatuses|deviceStatuses[/$ref | /$count | /{statusId}] ]
+//!          | /userStatuses|deviceStatuses[/$ref | /$count | /{statusId}]
+//!          | /userStatusOverview|deviceStatusOverview      (policies, configurations)
+//!          | /userStatusSummary|deviceStatusSummary ]      (mobile app configurations)
 //! ```
 //! Keys may also be written the OData way, `deviceCompliancePolicies('id')`.
 //! An unknown segment is Graph's 400 "Resource not found for the segment".
@@ -102,6 +104,9 @@ pub enum Route {
     StatusesCount(StatusKind, ParentPath),
     /// One status.
     Status(StatusKind, ParentPath, String),
+    /// The parent's overview of a status collection (`…/deviceStatusOverview`,
+    /// `…/userStatusSummary`, …).
+    Overview(StatusKind, ParentPath),
 }
 
 /// Parses the path after the version prefix (still percent-encoded).
@@ -167,6 +172,12 @@ pub fn parse(version: ApiVersion, path: &str) -> Result<Route, GraphError> {
                 return end(it, Route::CertificateRef(parent));
             }
             continue;
+        }
+        if let Some(overview) = kind.status_kinds().into_iter().find(|sk| sk.overview_segment() == name) {
+            if key.is_some() {
+                return Err(unknown_segment(seg));
+            }
+            return end(it, Route::Overview(overview, parent));
         }
         let shape = match name {
             "userStatuses" => StatusShape::User,
@@ -244,6 +255,7 @@ impl Route {
             Route::StatusesRef(k, pp) => format!("{}/{}/$ref", parent(pp), k.segment()),
             Route::StatusesCount(k, pp) => format!("{}/{}/$count", parent(pp), k.segment()),
             Route::Status(k, pp, _) => format!("{}/{}/{{id}}", parent(pp), k.segment()),
+            Route::Overview(k, pp) => format!("{}/{}", parent(pp), k.overview_segment()),
         }
     }
 }

@@ -12,7 +12,9 @@ pub use page::{status_list_token, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE}
 pub use query::{CmpOp, Filter, Literal, OrderKey, Query, QueryLimits, QueryPage, DEFAULT_MAX_ORDERBY_MATCHES};
 
 use crate::error::{Error, Result};
-use crate::model::{id, property, DateTime, Parent, ParentKind, Status, StatusBody, StatusKind};
+use crate::model::{
+    id, property, DateTime, Overview, OverviewSchema, Parent, ParentKind, Status, StatusBody, StatusKind,
+};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -128,6 +130,18 @@ impl Service {
         match self.store.get_status(kind, parent_id, status_id).await? {
             Some(s) => Ok(s),
             None => Err(self.status_not_found(kind, parent_id, status_id).await),
+        }
+    }
+
+    /// A parent's overview of its statuses of `kind` (their counts by
+    /// Graph's mapping, in `schema`), read in O(1); `NotFound` if the parent
+    /// is missing.
+    pub async fn get_overview(&self, kind: StatusKind, parent_id: &str, schema: OverviewSchema) -> Result<Overview> {
+        let parent = self.get_parent(kind.parent, parent_id).await?;
+        match self.store.get_tally(kind, parent_id).await? {
+            Some(tally) => Ok(Overview::new(kind, &parent, &tally, schema)),
+            // Deleted since the parent was read.
+            None => Err(Error::NotFound(format!("{} '{parent_id}' does not exist", kind.parent))),
         }
     }
 

@@ -177,6 +177,8 @@ pub const PARENTS: [ParentApi; 3] = [
 pub type ParentMsg = pb::DeviceConfiguration;
 /// The wire-compatible user status message.
 pub type UserMsg = pb::DeviceComplianceUserStatus;
+/// The wire-compatible overview message (either shape).
+pub type OverviewMsg = pb::DeviceComplianceDeviceOverview;
 /// The wire-compatible device status message.
 pub type DeviceMsg = pb::DeviceComplianceDeviceStatus;
 
@@ -305,6 +307,21 @@ impl ParentApi {
             mask,
         };
         call(ch, &self.path(&format!("Update{shape}Status")), req).await
+    }
+
+    /// `Get{shape}StatusOverview` (`…Summary` on mobile app configurations).
+    /// The device overview message is a superset of the user one on the
+    /// wire, so it decodes both.
+    pub async fn get_overview(&self, ch: &Channel, shape: &str, parent: &str) -> Result<OverviewMsg, tonic::Status> {
+        let noun = if self.service == "MobileAppConfigurations" {
+            "Summary"
+        } else {
+            "Overview"
+        };
+        let req = pb::GetStatusOverviewRequest {
+            parent_id: parent.into(),
+        };
+        call(ch, &self.path(&format!("Get{shape}Status{noun}")), req).await
     }
 
     pub async fn delete_status(&self, ch: &Channel, shape: &str, parent: &str, id: &str) -> Result<(), tonic::Status> {
