@@ -59,6 +59,13 @@ pub struct Config {
     #[arg(long, env = "STATUSD_MIN_FREE_MB", default_value_t = 64)]
     pub min_free_mb: u64,
 
+    /// How many revisions of history Watch keeps for resuming (sled): a
+    /// watch may start from any revision within the last this many; older
+    /// ones are OUT_OF_RANGE. Each kept status change takes about the size
+    /// of the status on disk.
+    #[arg(long, env = "STATUSD_WATCH_HISTORY", default_value_t = 1_000_000)]
+    pub watch_history: u64,
+
     /// Largest accepted gRPC message or REST request body, in KiB.
     #[arg(long, env = "STATUSD_MAX_MESSAGE_KB", default_value_t = 1024)]
     pub max_message_kb: usize,
@@ -255,6 +262,7 @@ impl Config {
                 cache_capacity: self.cache_mb.saturating_mul(1024 * 1024),
                 durability: self.durability,
                 min_free_bytes: self.min_free_mb.saturating_mul(1024 * 1024),
+                watch_history: self.watch_history,
                 faults: self.faults.clone(),
             }),
         }
@@ -274,6 +282,7 @@ impl Config {
             durability: Durability::Durable,
             max_message_kb: 1024,
             min_free_mb: 1,
+            watch_history: 1_000_000,
             max_connections: 1024,
             max_streams: 256,
             header_timeout_secs: 10,

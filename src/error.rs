@@ -29,6 +29,15 @@ pub enum Error {
     /// work, and writes resume once space is freed.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// A revision older than the history kept (Watch).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A consumer that fell too far behind (Watch).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// What this backend does not offer.
+    #[error("{0}")]
+    Unimplemented(String),
     /// A bug or corrupted data: never caused by a client's input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -73,6 +82,9 @@ impl From<Error> for tonic::Status {
             Error::NotFound(m) => tonic::Status::not_found(m),
             Error::AlreadyExists(m) => tonic::Status::already_exists(m),
             Error::Unavailable(m) | Error::InsufficientStorage(m) => tonic::Status::unavailable(m),
+            Error::OutOfRange(m) => tonic::Status::out_of_range(m),
+            Error::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
+            Error::Unimplemented(m) => tonic::Status::unimplemented(m),
             Error::Internal(m) => tonic::Status::internal(m),
         }
     }

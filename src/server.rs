@@ -85,9 +85,12 @@ impl Server {
             .map_err(|m| Error::invalid("configuration", m))?;
         let backend = config.backend();
         let store = backend.open().await?;
-        let service = Service::new(store.clone()).with_query_limits(QueryLimits {
-            max_orderby_matches: config.max_orderby_matches,
-        });
+        let (shutdown, signal) = watch::channel(false);
+        let service = Service::new(store.clone())
+            .with_query_limits(QueryLimits {
+                max_orderby_matches: config.max_orderby_matches,
+            })
+            .with_shutdown(signal.clone());
         crate::metrics::handle();
         let metrics = match config.metrics_listen {
             Some(at) => {
@@ -116,7 +119,6 @@ impl Server {
         // Built after binding: REST links fall back to the address actually bound.
         let auth_enabled = auth.is_some();
         let app = router(service, &config, addr, auth)?;
-        let (shutdown, signal) = watch::channel(false);
         if let Some(tls) = &tls {
             tokio::spawn(crate::tls::reload_on_sighup(tls.clone(), signal.clone()));
         }

@@ -790,7 +790,7 @@ fn every_grpc_method_and_rest_route_kind_is_in_the_table() {
             }
         }
     }
-    assert_eq!(described.len(), 52, "{described:?}");
+    assert_eq!(described.len(), 58, "{described:?}");
     for path in table.grpc_methods() {
         assert!(
             described.iter().any(|d| d == path),

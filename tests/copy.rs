@@ -24,6 +24,7 @@ fn sled_config(dir: &Path) -> SledConfig {
         // flushes everything.
         durability: Durability::Relaxed,
         min_free_bytes: 0,
+        watch_history: 1_000_000,
         faults: FaultInjection::default(),
     }
 }

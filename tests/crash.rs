@@ -335,6 +335,7 @@ async fn sigkill_under_mixed_load_loses_no_acknowledged_operation() {
         cache_capacity: 64 << 20,
         durability: statusd::store::Durability::Durable,
         min_free_bytes: 0,
+        watch_history: 1_000_000,
         faults: Default::default(),
     })
     .expect("the store opens cleanly after the crashes");

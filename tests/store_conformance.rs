@@ -30,6 +30,7 @@ impl Sled {
             cache_capacity: 64 << 20,
             durability: Durability::Durable,
             min_free_bytes: 0,
+            watch_history: 1_000_000,
             faults: FaultInjection::default(),
         };
         Arc::new(SledStore::open(&config).expect("sled store opens"))

@@ -23,6 +23,7 @@ fn config(dir: &Path) -> SledConfig {
         cache_capacity: 16 << 20,
         durability: Durability::Durable,
         min_free_bytes: 0,
+        watch_history: 1_000_000,
         faults: FaultInjection::default(),
     }
 }

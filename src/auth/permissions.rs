@@ -232,6 +232,7 @@ impl Permissions {
                     (format!("List{shape}Statuses"), Access::Read),
                     (format!("Update{shape}Status"), Access::Write),
                     (format!("Delete{shape}Status"), Access::Write),
+                    (format!("Watch{shape}Statuses"), Access::Read),
                 ]
             });
             // GetUserStatusOverview, GetDeviceStatusSummary, …: Graph's

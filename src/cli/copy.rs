@@ -238,6 +238,7 @@ async fn open_source(dir: &std::path::Path) -> Result<Arc<SledStore>, String> {
         cache_capacity: 256 << 20,
         durability: Durability::Durable,
         min_free_bytes: 0,
+        watch_history: 1_000_000,
         faults: FaultInjection::default(),
     };
     let dir_ = dir.to_owned();

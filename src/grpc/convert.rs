@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::model::{
-    camel_case, ComplianceStatus, Count, DateTime, DeviceStatus, Overview, Parent, ParentKind, Status, StatusBody,
-    StatusShape, UserStatus,
+    camel_case, Change, ComplianceStatus, Count, DateTime, DeviceStatus, Event, Overview, Parent, ParentKind, Status,
+    StatusBody, StatusShape, UserStatus,
 };
 use crate::pb;
 use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value};
@@ -239,6 +239,45 @@ overview_message!(Device =>
     pb::DeviceComplianceDeviceOverview,
     pb::ManagedDeviceMobileAppConfigurationDeviceSummary,
     pb::DeviceConfigurationDeviceOverview
+);
+
+/// A proto watch event message (six of them, one per status message).
+pub trait EventMessage: Sized + Send + 'static {
+    /// The status message it carries.
+    type Status: StatusMessage;
+    /// From the model.
+    fn from_event(e: Event) -> Self;
+}
+
+macro_rules! event_message {
+    ($($event:ty => $status:ty),+) => {$(
+        impl EventMessage for $event {
+            type Status = $status;
+            fn from_event(e: Event) -> Self {
+                let (kind, status_id, status) = match e.change {
+                    Change::Created(s) => (pb::WatchEventType::Created, s.id.clone(), Some(<$status>::from_model(s))),
+                    Change::Updated(s) => (pb::WatchEventType::Updated, s.id.clone(), Some(<$status>::from_model(s))),
+                    Change::Deleted(id) => (pb::WatchEventType::Deleted, id, None),
+                    Change::ParentDeleted => (pb::WatchEventType::ParentDeleted, String::new(), None),
+                };
+                Self {
+                    revision: e.revision,
+                    r#type: kind as i32,
+                    status_id,
+                    status,
+                }
+            }
+        }
+    )+};
+}
+
+event_message!(
+    pb::DeviceComplianceUserStatusEvent => pb::DeviceComplianceUserStatus,
+    pb::DeviceComplianceDeviceStatusEvent => pb::DeviceComplianceDeviceStatus,
+    pb::ManagedDeviceMobileAppConfigurationUserStatusEvent => pb::ManagedDeviceMobileAppConfigurationUserStatus,
+    pb::ManagedDeviceMobileAppConfigurationDeviceStatusEvent => pb::ManagedDeviceMobileAppConfigurationDeviceStatus,
+    pb::DeviceConfigurationUserStatusEvent => pb::DeviceConfigurationUserStatus,
+    pb::DeviceConfigurationDeviceStatusEvent => pb::DeviceConfigurationDeviceStatus
 );
 
 /// Parent fields common to the three messages, set on a new model parent.

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::model::{OverviewSchema, ParentKind, StatusKind, StatusShape};
 use crate::pb;
 use crate::service::{PageRequest, Service};
-use convert::{mask_path, OverviewMessage, ParentMessage, StatusMessage};
+use convert::{mask_path, EventMessage, OverviewMessage, ParentMessage, StatusMessage};
 use prost_types::FieldMask;
 use tonic::{Request, Response, Status};
 
@@ -22,6 +22,9 @@ pub struct GrpcApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// A server-streaming response of `M`s.
+pub type Events<M> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<M, Status>> + Send>>;
 
 impl GrpcApi {
     /// The API over `service`.
@@ -138,6 +141,18 @@ impl GrpcApi {
         Ok(Response::new(M::from_model(overview)))
     }
 
+    async fn watch<M: EventMessage>(&self, parent: ParentKind, req: pb::WatchStatusesRequest) -> Reply<Events<M>> {
+        use futures::StreamExt;
+        let kind = status_kind::<M::Status>(parent);
+        let events = self
+            .service
+            .watch_statuses(kind, &req.parent_id, req.start_revision)
+            .await?;
+        Ok(Response::new(Box::pin(
+            events.map(|e| e.map(M::from_event).map_err(Status::from)),
+        )))
+    }
+
     async fn delete_status(&self, kind: StatusKind, req: pb::DeleteStatusRequest) -> Reply<()> {
         self.service.delete_status(kind, &req.parent_id, &req.id).await?;
         Ok(Response::new(()))
@@ -191,6 +206,7 @@ macro_rules! collection_service {
         user $U:ident ($CreateU:ident, $UpdateU:ident, $ListU:ident)
         device $D:ident ($CreateD:ident, $UpdateD:ident, $ListD:ident)
         overviews $get_uo:ident -> $UO:ident, $get_do:ident -> $DO:ident
+        events $UE:ident, $DE:ident
     ) => {
         #[tonic::async_trait]
         impl pb::$server::$trait for GrpcApi {
@@ -281,6 +297,20 @@ macro_rules! collection_service {
                 )
                 .await
             }
+            type WatchUserStatusesStream = Events<pb::$UE>;
+            type WatchDeviceStatusesStream = Events<pb::$DE>;
+            async fn watch_user_statuses(
+                &self,
+                r: Request<pb::WatchStatusesRequest>,
+            ) -> Reply<Self::WatchUserStatusesStream> {
+                self.watch($kind, r.into_inner()).await
+            }
+            async fn watch_device_statuses(
+                &self,
+                r: Request<pb::WatchStatusesRequest>,
+            ) -> Reply<Self::WatchDeviceStatusesStream> {
+                self.watch($kind, r.into_inner()).await
+            }
             async fn $get_uo(&self, r: Request<pb::GetStatusOverviewRequest>) -> Reply<pb::$UO> {
                 self.get_overview($kind, r.into_inner()).await
             }
@@ -310,6 +340,7 @@ collection_service! {
     )
     overviews get_user_status_overview -> DeviceComplianceUserOverview,
         get_device_status_overview -> DeviceComplianceDeviceOverview
+    events DeviceComplianceUserStatusEvent, DeviceComplianceDeviceStatusEvent
 }
 
 collection_service! {
@@ -336,6 +367,7 @@ collection_service! {
     )
     overviews get_user_status_summary -> ManagedDeviceMobileAppConfigurationUserSummary,
         get_device_status_summary -> ManagedDeviceMobileAppConfigurationDeviceSummary
+    events ManagedDeviceMobileAppConfigurationUserStatusEvent, ManagedDeviceMobileAppConfigurationDeviceStatusEvent
 }
 
 collection_service! {
@@ -357,6 +389,7 @@ collection_service! {
     )
     overviews get_user_status_overview -> DeviceConfigurationUserOverview,
         get_device_status_overview -> DeviceConfigurationDeviceOverview
+    events DeviceConfigurationUserStatusEvent, DeviceConfigurationDeviceStatusEvent
 }
 
 #[tonic::async_trait]

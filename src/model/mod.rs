@@ -4,6 +4,7 @@
 
 mod compliance;
 mod datetime;
+pub mod event;
 pub mod id;
 mod kind;
 pub mod limits;
@@ -14,6 +15,7 @@ pub mod status;
 
 pub use compliance::ComplianceStatus;
 pub use datetime::{DateTime, DateTimeError};
+pub use event::{Change, Event};
 pub use kind::{ParentKind, StatusKind, StatusShape};
 pub use overview::{Count, Overview, OverviewSchema, Tally, TallyChange};
 pub use parent::Parent;

@@ -69,6 +69,9 @@ impl From<Error> for GraphError {
             Error::AlreadyExists(_) => (StatusCode::CONFLICT, "Conflict"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             Error::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
+            Error::OutOfRange(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            Error::ResourceExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            Error::Unimplemented(_) => (StatusCode::NOT_IMPLEMENTED, "NotImplemented"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
         };
         let message = match e {

@@ -27,15 +27,27 @@ const UPDATE_RETRIES: usize = 32;
 pub struct Service {
     store: Arc<dyn Store>,
     limits: QueryLimits,
+    /// Turns true when the server shuts down (ends every watch).
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// Keeps `stopping` open while no server drives it.
+    _never: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Service {
     /// A service over `store`, with the default [`QueryLimits`].
     pub fn new(store: Arc<dyn Store>) -> Self {
+        let (never, stopping) = tokio::sync::watch::channel(false);
         Service {
             store,
             limits: QueryLimits::default(),
+            stopping,
+            _never: Arc::new(never),
         }
+    }
+
+    /// The same service, its watches ended when `stopping` turns true.
+    pub fn with_shutdown(self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        Service { stopping, ..self }
     }
 
     /// The same service with these query limits (from the configuration).
@@ -143,6 +155,21 @@ impl Service {
             // Deleted since the parent was read.
             None => Err(Error::NotFound(format!("{} '{parent_id}' does not exist", kind.parent))),
         }
+    }
+
+    /// The committed changes to a parent's statuses of `kind` from
+    /// `start_revision` on (0: from now), in commit order (see
+    /// [`Store::watch`]); every stream ends when the server shuts down.
+    pub async fn watch_statuses(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        start_revision: u64,
+    ) -> Result<crate::store::watch::EventStream> {
+        id::validate("parentId", parent_id)?;
+        self.store
+            .watch(kind, parent_id, start_revision, self.stopping.clone())
+            .await
     }
 
     /// One page of a parent's statuses in id order; `NotFound` if the parent is missing.

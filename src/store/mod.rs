@@ -38,6 +38,7 @@ mod sled_flush;
 mod sled_store;
 mod space;
 pub mod wal;
+pub mod watch;
 
 pub use codec::{decode, encode, RECORD_VERSION};
 pub use postgres::{PostgresConfig, PostgresStore};
@@ -139,6 +140,19 @@ pub trait Store: Send + Sync + 'static {
     /// The tally of a parent's statuses of `kind` (O(1): kept with every
     /// status write, never counted); `None` if the parent is missing.
     async fn get_tally(&self, kind: StatusKind, parent_id: &str) -> Result<Option<Tally>>;
+
+    /// The changes to `parent_id`'s statuses of `kind` in commit order, from
+    /// `start_revision` on (0: from the next change), ending after the
+    /// parent's delete, with an error (OUT_OF_RANGE for a revision no longer
+    /// kept, RESOURCE_EXHAUSTED for a watcher too far behind, NOT_FOUND for
+    /// a parent that does not exist), or when `stop` turns true.
+    async fn watch(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        start_revision: u64,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<watch::EventStream>;
 
     /// Makes everything written so far durable (used at shutdown).
     async fn flush(&self) -> Result<()>;

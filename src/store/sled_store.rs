@@ -12,12 +12,13 @@ use super::cascade::{self, CascadeTrees, Cascader, INLINE_BATCHES};
 use super::codec::encode_record;
 use super::sled_flush::FlushTarget;
 use super::space::SpaceGuard;
-use super::wal::{self, Action, Durability, Merge, Op, Wal};
+use super::wal::{self, Action, Commit, Durability, Merge, Op, Wal};
+use super::watch::{EventStream, Feed, Filter, Logged};
 use super::{codec, durable_dir, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::id::MAX_ID_LEN;
 use crate::model::limits::MAX_RECORD_BYTES;
-use crate::model::{Parent, ParentKind, Status, StatusKind, Tally, TallyChange};
+use crate::model::{Change, Parent, ParentKind, Status, StatusKind, Tally, TallyChange};
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ pub struct SledConfig {
     pub durability: Durability,
     /// Free bytes the data directory's disk must keep; writes are refused below.
     pub min_free_bytes: u64,
+    /// Revisions of history kept for Watch.
+    pub watch_history: u64,
     /// Test hooks (none by default).
     pub faults: FaultInjection,
 }
@@ -87,6 +90,8 @@ const REVISION_KEY: &[u8] = b"wal_revision";
 /// format): the cascade markers, each parent tree by its kind's tag, each
 /// status tree by its parent's tag times 16 plus its shape.
 const CASCADES_TREE: u8 = 0;
+/// Watch's history of changes, by revision.
+const HISTORY_TREE: u8 = 255;
 
 fn parent_tree(kind: ParentKind) -> u8 {
     kind.tag()
@@ -195,6 +200,15 @@ fn count(kind: StatusKind, parent_id: &str, removed: Option<&Status>, added: Opt
     })
 }
 
+/// A change's event, as the log stores it.
+fn event(tree: u8, parent_id: &str, change: Change) -> Result<Vec<u8>> {
+    Feed::encode(&Logged {
+        tree,
+        parent_id: parent_id.to_owned(),
+        change,
+    })
+}
+
 /// The record that ends a parent's cascade: every status left under it (none
 /// at run time; those an older logged create brings back at replay) and its
 /// marker.
@@ -276,6 +290,7 @@ pub struct SledStore {
     cascade_trees: CascadeTrees,
     cascader: Cascader,
     wal: std::sync::Arc<Wal>,
+    feed: std::sync::Arc<Feed>,
     space: SpaceGuard,
 }
 
@@ -294,6 +309,7 @@ impl SledStore {
         check_format(&db)?;
         let mut trees = HashMap::new();
         trees.insert(CASCADES_TREE, db.open_tree("cascades")?);
+        trees.insert(HISTORY_TREE, db.open_tree("history")?);
         for kind in ParentKind::ALL {
             trees.insert(
                 parent_tree(kind),
@@ -306,13 +322,6 @@ impl SledStore {
         }
         let trees = Trees(std::sync::Arc::new(trees));
         let target = std::sync::Arc::new(FlushTarget::open(db.clone(), &config.path)?);
-        let checkpoint: wal::Checkpoint = {
-            let (db, target) = (db.clone(), target.clone());
-            std::sync::Arc::new(move |revision: u64| {
-                db.insert(REVISION_KEY, &revision.to_be_bytes())?;
-                target.flush()
-            })
-        };
         // Replay what the log holds (a crash, or a failed write, left it),
         // then make sled hold it and start the log empty.
         let wal_dir = config.path.join("wal");
@@ -327,6 +336,20 @@ impl SledStore {
             None => 0,
         };
         let last_revision = checkpointed.max(replayed.last_revision);
+        let feed = std::sync::Arc::new(Feed::open(
+            trees.tree(HISTORY_TREE).clone(),
+            (*db).clone(),
+            config.watch_history,
+            last_revision,
+        )?);
+        let checkpoint: wal::Checkpoint = {
+            let (db, target, feed) = (db.clone(), target.clone(), feed.clone());
+            std::sync::Arc::new(move |revision: u64| {
+                db.insert(REVISION_KEY, &revision.to_be_bytes())?;
+                feed.compact(revision)?;
+                target.flush()
+            })
+        };
         checkpoint(last_revision)?;
         wal::remove_all(&wal_dir)?;
         if replayed.records > 0 {
@@ -363,6 +386,11 @@ impl SledStore {
                     std::sync::Arc::new(move |tree, key: &[u8]| trees.read(tree, key))
                 },
                 merge: std::sync::Arc::new(merge_tally),
+                history_tree: HISTORY_TREE,
+                publish: {
+                    let feed = feed.clone();
+                    std::sync::Arc::new(move |revision, event: &[u8]| feed.publish(revision, event))
+                },
             },
             last_revision + 1,
         )?);
@@ -385,6 +413,7 @@ impl SledStore {
             cascade_trees,
             cascader,
             wal,
+            feed,
             space: SpaceGuard::start(config.path.clone(), config.min_free_bytes)
                 .map_err(|e| Error::Unavailable(format!("cannot start the free-space thread: {e}")))?,
         })
@@ -660,10 +689,14 @@ impl Store for SledStore {
         // its statuses are invisible, and a crash leaves the marker for the
         // next open to finish the cascade.
         self.wal
-            .commit(vec![
-                remove(parent_tree(kind), keys::parent_key(id)),
-                put(CASCADES_TREE, keys::cascade_key(kind.tag(), id), Vec::new()),
-            ])
+            .commit_record(Commit {
+                ops: vec![
+                    remove(parent_tree(kind), keys::parent_key(id)),
+                    put(CASCADES_TREE, keys::cascade_key(kind.tag(), id), Vec::new()),
+                ],
+                merges: Vec::new(),
+                event: Some(event(parent_tree(kind), id, Change::ParentDeleted)?),
+            })
             .await?;
         // A small cascade ends here, with the parent's stripe still held (so
         // its id is free again when the delete answers); a large one goes on
@@ -704,7 +737,11 @@ impl Store for SledStore {
         }
         let tally = count(kind, parent_id, None, Some(status))?;
         self.wal
-            .commit_merging(vec![put(status_tree(kind), key, value)], vec![tally])
+            .commit_record(Commit {
+                ops: vec![put(status_tree(kind), key, value)],
+                merges: vec![tally],
+                event: Some(event(status_tree(kind), parent_id, Change::Created(status.clone()))?),
+            })
             .await
             .map(drop)
     }
@@ -735,7 +772,11 @@ impl Store for SledStore {
         }
         let tally = count(kind, parent_id, Some(expected), Some(new))?;
         self.wal
-            .commit_merging(vec![put(status_tree(kind), key, value)], vec![tally])
+            .commit_record(Commit {
+                ops: vec![put(status_tree(kind), key, value)],
+                merges: vec![tally],
+                event: Some(event(status_tree(kind), parent_id, Change::Updated(new.clone()))?),
+            })
             .await?;
         Ok(true)
     }
@@ -753,7 +794,11 @@ impl Store for SledStore {
         };
         let tally = count(kind, parent_id, Some(&decode_status(&key, &old)?), None)?;
         self.wal
-            .commit_merging(vec![remove(status_tree(kind), key)], vec![tally])
+            .commit_record(Commit {
+                ops: vec![remove(status_tree(kind), key)],
+                merges: vec![tally],
+                event: Some(event(status_tree(kind), parent_id, Change::Deleted(id.to_owned()))?),
+            })
             .await?;
         Ok(true)
     }
@@ -797,6 +842,25 @@ impl Store for SledStore {
             return Ok(None);
         }
         Ok(Some(tally.map(|v| codec::decode(&v)).transpose()?.unwrap_or_default()))
+    }
+
+    async fn watch(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        start_revision: u64,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<EventStream> {
+        // In this order (see `watch`): subscribe, then read where we are.
+        let subscribed = self.feed.subscribe();
+        let now = self.wal.revision();
+        let exists = self.parent_exists(kind.parent, parent_id)?;
+        let filter = Filter {
+            status_tree: status_tree(kind),
+            parent_tree: parent_tree(kind.parent),
+            parent_id: parent_id.to_owned(),
+        };
+        self.feed.watch(subscribed, filter, start_revision, now, exists, stop)
     }
 
     async fn flush(&self) -> Result<()> {

@@ -533,6 +533,18 @@ impl Store for PostgresStore {
         Ok(Some(tally))
     }
 
+    async fn watch(
+        &self,
+        _kind: StatusKind,
+        _parent_id: &str,
+        _start_revision: u64,
+        _stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<super::watch::EventStream> {
+        Err(Error::Unimplemented(
+            "Watch needs the sled backend: on PostgreSQL, statusd has no change feed shared by its replicas yet".into(),
+        ))
+    }
+
     async fn flush(&self) -> Result<()> {
         // Every acknowledged write is already committed.
         Ok(())

@@ -31,6 +31,12 @@
 //! log only ever holds idempotent operations, and a merged value is applied
 //! in the same record (the same atomic write) as the change it reflects.
 //!
+//! **Events**: a record may carry an event (what Watch streams). The writer
+//! stores it under the record's revision in the history tree, in the same
+//! record, and hands it to the store's [`Publish`] callback once the record
+//! is applied, in revision order: only durable, visible changes are ever
+//! published.
+//!
 //! **A failed write or fsync is fatal for writing** (a failed `fsync` may mark
 //! dirty pages clean, so a later one can succeed over a hole): every later
 //! write is refused (UNAVAILABLE) until a restart replays what is really on
@@ -77,6 +83,21 @@ pub type Read = Arc<dyn Fn(u8, &[u8]) -> Result<Option<Vec<u8>>> + Send + Sync>;
 /// (if any) and the revision of the record the merge is in.
 pub type MergeFn = Arc<dyn Fn(&Merge, Option<&[u8]>, u64) -> Result<Vec<u8>> + Send + Sync>;
 
+/// Receives each applied record's event, in revision order, right after the
+/// record is visible.
+pub type Publish = Arc<dyn Fn(u64, &[u8]) + Send + Sync>;
+
+/// What one writer commits as one record.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// Applied in order.
+    pub ops: Vec<Op>,
+    /// Resolved into `Put`s after `ops` (see [`Merge`]).
+    pub merges: Vec<Merge>,
+    /// The record's event, if any (see the module docs).
+    pub event: Option<Vec<u8>>,
+}
+
 /// A change to a key computed from its current value when it is logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merge {
@@ -102,6 +123,8 @@ struct Entry {
     ops: Vec<Op>,
     /// Resolved into `Put`s appended to `ops` just before encoding.
     merges: Vec<Merge>,
+    /// Stored in the history tree with the record, published once applied.
+    event: Option<Vec<u8>>,
     answer: Answer,
 }
 
@@ -141,6 +164,10 @@ pub struct Options {
     pub read: Read,
     /// Resolves a merge.
     pub merge: MergeFn,
+    /// The tree events are stored in, keyed by revision (big-endian).
+    pub history_tree: u8,
+    /// Receives applied events.
+    pub publish: Publish,
 }
 
 /// The file names of the log's segments, in order.
@@ -351,6 +378,8 @@ impl Wal {
                 apply: options.apply,
                 read: options.read,
                 merge: options.merge,
+                history_tree: options.history_tree,
+                publish: options.publish,
                 jobs,
                 buf: Vec::with_capacity(1 << 20),
             };
@@ -391,7 +420,8 @@ impl Wal {
         )
     }
 
-    fn enqueue(&self, ops: Vec<Op>, merges: Vec<Merge>) -> Result<oneshot::Receiver<Result<u64>>> {
+    fn enqueue(&self, commit: Commit) -> Result<oneshot::Receiver<Result<u64>>> {
+        let Commit { ops, merges, event } = commit;
         self.check_writable()?;
         let (answer, rx) = oneshot::channel();
         let mut q = self.shared.queue.lock().map_err(|_| poisoned())?;
@@ -408,6 +438,7 @@ impl Wal {
             revision,
             ops,
             merges,
+            event,
             answer,
         });
         if q.writer_waiting {
@@ -420,28 +451,34 @@ impl Wal {
     /// Logs `ops` as one record and waits until it is durable and applied;
     /// returns its revision.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<u64> {
-        self.commit_merging(ops, Vec::new()).await
+        self.commit_record(Commit {
+            ops,
+            ..Commit::default()
+        })
+        .await
     }
 
-    /// [`Wal::commit`] of `ops` and, in the same record, `merges` (resolved
-    /// after every record before it).
-    pub async fn commit_merging(&self, ops: Vec<Op>, merges: Vec<Merge>) -> Result<u64> {
-        debug_assert!(!ops.is_empty());
-        self.enqueue(ops, merges)?.await.map_err(|_| stopped())?
+    /// [`Wal::commit`] of a whole record: operations, merges (resolved after
+    /// every record before it) and an event.
+    pub async fn commit_record(&self, commit: Commit) -> Result<u64> {
+        debug_assert!(!commit.ops.is_empty());
+        self.enqueue(commit)?.await.map_err(|_| stopped())?
     }
 
     /// [`Wal::commit`] for a thread outside the async runtime.
     pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<u64> {
         debug_assert!(!ops.is_empty());
-        self.enqueue(ops, Vec::new())?.blocking_recv().map_err(|_| stopped())?
+        self.enqueue(Commit {
+            ops,
+            ..Commit::default()
+        })?
+        .blocking_recv()
+        .map_err(|_| stopped())?
     }
 
     /// Waits until everything logged so far is fsynced, whatever the mode.
     pub async fn sync(&self) -> Result<()> {
-        self.enqueue(Vec::new(), Vec::new())?
-            .await
-            .map_err(|_| stopped())?
-            .map(drop)
+        self.enqueue(Commit::default())?.await.map_err(|_| stopped())?.map(drop)
     }
 
     /// Stops both threads after every queued change is answered, then (unless
@@ -491,6 +528,8 @@ struct Writer {
     apply: Apply,
     read: Read,
     merge: MergeFn,
+    history_tree: u8,
+    publish: Publish,
     jobs: mpsc::Sender<CheckpointJob>,
     buf: Vec<u8>,
 }
@@ -603,16 +642,29 @@ impl Writer {
         for entry in group.iter().filter(|e| !e.ops.is_empty()) {
             (self.apply)(entry.revision, &entry.ops)?;
             shared.applied.store(entry.revision, Ordering::Release);
+            // After `applied`: a watcher that subscribed and then read
+            // `applied` either sees this revision as past or receives it.
+            if let Some(event) = &entry.event {
+                (self.publish)(entry.revision, event);
+            }
         }
         Ok(())
     }
 
-    /// Turns every merge of the group into a `Put` of its new value. A key
+    /// Turns every merge of the group into a `Put` of its new value (a key
     /// merged twice in one group starts the second time from the first
-    /// result (the store only sees the group once it is applied).
+    /// result: the store only sees the group once it is applied), and every
+    /// event into a `Put` in the history tree under its record's revision.
     fn resolve_merges(&self, group: &mut [Entry]) -> Result<()> {
         let mut current: std::collections::HashMap<(u8, Vec<u8>), Vec<u8>> = std::collections::HashMap::new();
         for entry in group.iter_mut() {
+            if let Some(event) = &entry.event {
+                entry.ops.push(Op {
+                    tree: self.history_tree,
+                    key: entry.revision.to_be_bytes().to_vec(),
+                    action: Action::Put(event.clone()),
+                });
+            }
             for m in std::mem::take(&mut entry.merges) {
                 let slot = (m.tree, m.key.clone());
                 let base = match current.get(&slot) {

@@ -1,0 +1,332 @@
+//! Watch on the sled backend: a history of status changes, and the streams
+//! that replay it and then follow new changes.
+//!
+//! Every status write (and every parent delete) commits an event with its
+//! record; the log stores it in the `history` tree under the record's
+//! revision and, once the record is applied, [`Feed::publish`]es it on a
+//! broadcast channel. A watch:
+//! 1. subscribes to the channel, then reads the current revision (so every
+//!    later change is either past or received: the log publishes after it
+//!    advances the revision);
+//! 2. with a start revision, replays the history from it, in chunks;
+//! 3. follows the channel, skipping what the replay already covered.
+//!
+//! Writers never wait for watchers: the channel keeps the last
+//! [`LIVE_BUFFER`] events, and a watcher that falls further behind is ended
+//! with RESOURCE_EXHAUSTED naming the revision to resume from. The history
+//! keeps the last `watch_history` revisions; it is trimmed at checkpoints,
+//! and an older start is OUT_OF_RANGE naming the oldest one kept.
+
+use super::codec;
+use crate::error::{Error, Result};
+use crate::model::{Change, Event};
+use serde::{Deserialize, Serialize};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// Events the live channel holds for its slowest watcher.
+pub const LIVE_BUFFER: usize = 4096;
+
+/// Events read from the history per step of a replay.
+const REPLAY_CHUNK: usize = 512;
+
+/// Key (in sled's default tree) of the last revision the history no longer
+/// holds.
+const COMPACTED_KEY: &[u8] = b"history_compacted";
+
+/// A stream of events, ending after a parent delete or with an error.
+pub type EventStream = Pin<Box<dyn futures::Stream<Item = Result<Event>> + Send>>;
+
+/// What the history holds per revision: the tree and parent a change is
+/// under, and the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logged {
+    /// The store's number of the tree changed: a status tree, or a parent
+    /// tree for [`Change::ParentDeleted`].
+    pub tree: u8,
+    /// The parent the change is under.
+    pub parent_id: String,
+    /// The change.
+    pub change: Change,
+}
+
+/// Which events one watch wants.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// The status tree watched.
+    pub status_tree: u8,
+    /// The tree of its parent (for the parent's delete).
+    pub parent_tree: u8,
+    /// The parent.
+    pub parent_id: String,
+}
+
+impl Filter {
+    fn wants(&self, logged: &Logged) -> bool {
+        logged.parent_id == self.parent_id
+            && match logged.change {
+                Change::ParentDeleted => logged.tree == self.parent_tree,
+                _ => logged.tree == self.status_tree,
+            }
+    }
+}
+
+/// The history and the live channel.
+pub struct Feed {
+    live: broadcast::Sender<Arc<(u64, Logged)>>,
+    history: sled::Tree,
+    meta: sled::Tree,
+    keep: u64,
+}
+
+impl Feed {
+    /// Over the `history` tree; `meta` holds the compaction mark; `keep`
+    /// revisions are kept. A store without a mark (new, or older than
+    /// Watch) has kept nothing before `last_revision`.
+    pub fn open(history: sled::Tree, meta: sled::Tree, keep: u64, last_revision: u64) -> Result<Feed> {
+        if meta.get(COMPACTED_KEY)?.is_none() {
+            meta.insert(COMPACTED_KEY, &last_revision.to_be_bytes())?;
+        }
+        Ok(Feed {
+            live: broadcast::channel(LIVE_BUFFER).0,
+            history,
+            meta,
+            keep: keep.max(1),
+        })
+    }
+
+    /// Encodes an event for the log.
+    pub fn encode(logged: &Logged) -> Result<Vec<u8>> {
+        codec::encode(logged)
+    }
+
+    /// Hands an applied event to the live watchers (the log's thread calls
+    /// this; it never blocks, and decodes only when someone watches).
+    pub fn publish(&self, revision: u64, event: &[u8]) {
+        if self.live.receiver_count() == 0 {
+            return;
+        }
+        match codec::decode::<Logged>(event) {
+            Ok(logged) => drop(self.live.send(Arc::new((revision, logged)))),
+            Err(e) => tracing::error!(revision, error = %e, "an event the log applied does not decode"),
+        }
+    }
+
+    /// The last revision no longer in the history.
+    pub fn compacted_through(&self) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(COMPACTED_KEY)?
+            .map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
+    }
+
+    /// Drops the history older than the last `keep` revisions before
+    /// `revision` (at checkpoints). The mark moves first: a watch never
+    /// replays a range that is being removed.
+    pub fn compact(&self, revision: u64) -> Result<()> {
+        let Some(cut) = revision.checked_sub(self.keep) else {
+            return Ok(());
+        };
+        if cut <= self.compacted_through()? {
+            return Ok(());
+        }
+        self.meta.insert(COMPACTED_KEY, &cut.to_be_bytes())?;
+        let end = (cut + 1).to_be_bytes();
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for key in self.history.range(..end.as_slice()).keys().take(4096) {
+                batch.remove(key?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            self.history.apply_batch(batch)?;
+        }
+    }
+
+    /// Starts a watch: `subscribed` was taken before `now` (the current
+    /// revision) and `exists` (whether the parent exists) were read. `start`
+    /// 0 means from the next change on. Ends early with `stop`.
+    pub fn watch(
+        self: &Arc<Self>,
+        subscribed: broadcast::Receiver<Arc<(u64, Logged)>>,
+        filter: Filter,
+        start: u64,
+        now: u64,
+        exists: bool,
+        stop: watch::Receiver<bool>,
+    ) -> Result<EventStream> {
+        if start != 0 {
+            let compacted = self.compacted_through()?;
+            if start <= compacted {
+                return Err(Error::OutOfRange(format!(
+                    "revision {start} is no longer kept; the oldest revision a watch can start from is {} \
+                     (the history keeps {} revisions: --watch-history)",
+                    compacted + 1,
+                    self.keep
+                )));
+            }
+        }
+        if start == 0 && !exists {
+            return Err(Error::NotFound(format!("parent '{}' does not exist", filter.parent_id)));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let run = Run {
+            feed: self.clone(),
+            filter,
+            out: tx,
+            stop,
+            last: if start == 0 { now } else { start - 1 },
+        };
+        tokio::spawn(run.run(subscribed, start, exists));
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    /// The subscription a watch must take first.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<(u64, Logged)>> {
+        self.live.subscribe()
+    }
+
+    /// Up to [`REPLAY_CHUNK`] history entries from `from` on.
+    fn chunk(&self, from: u64) -> Result<Vec<(u64, Logged)>> {
+        self.history
+            .range(from.to_be_bytes()..)
+            .take(REPLAY_CHUNK)
+            .map(|item| {
+                let (k, v) = item?;
+                let revision = u64::from_be_bytes(
+                    k.as_ref()
+                        .try_into()
+                        .map_err(|_| Error::Internal("a malformed history key".into()))?,
+                );
+                Ok((revision, codec::decode(&v)?))
+            })
+            .collect()
+    }
+}
+
+/// One watch's task.
+struct Run {
+    feed: Arc<Feed>,
+    filter: Filter,
+    out: mpsc::Sender<Result<Event>>,
+    stop: watch::Receiver<bool>,
+    /// Every revision up to this one has been handled (sent or not wanted).
+    last: u64,
+}
+
+/// Whether a watch goes on after an event.
+enum Next {
+    More,
+    Done,
+}
+
+impl Run {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<(u64, Logged)>>, start: u64, exists: bool) {
+        if start != 0 {
+            match self.replay(start).await {
+                Ok(Next::More) => {}
+                Ok(Next::Done) => return,
+                Err(e) => return self.fail(e).await,
+            }
+            if !exists {
+                let e = Error::NotFound(format!("parent '{}' does not exist", self.filter.parent_id));
+                return self.fail(e).await;
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => Some(r),
+                _ = self.stop.wait_for(|s| *s) => None,
+                () = self.out.closed() => return,
+            };
+            let Some(received) = received else {
+                let e = shutting_down(self.last);
+                return self.fail(e).await;
+            };
+            match received {
+                Ok(event) => {
+                    let (revision, logged) = &*event;
+                    if *revision <= self.last {
+                        continue;
+                    }
+                    if let Next::Done = self.handle(*revision, logged).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let e = Error::ResourceExhausted(format!(
+                        "this watch fell more than {missed} changes behind the writers and was ended; \
+                         resume it from revision {}",
+                        self.last + 1
+                    ));
+                    return self.fail(e).await;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let e = shutting_down(self.last);
+                    return self.fail(e).await;
+                }
+            }
+        }
+    }
+
+    /// Sends the history from `start` on.
+    async fn replay(&mut self, start: u64) -> Result<Next> {
+        let mut from = start;
+        loop {
+            let chunk = self.feed.chunk(from)?;
+            let Some((last, _)) = chunk.last() else {
+                return Ok(Next::More);
+            };
+            from = last + 1;
+            for (revision, logged) in &chunk {
+                if let Next::Done = self.handle(*revision, logged).await {
+                    return Ok(Next::Done);
+                }
+            }
+        }
+    }
+
+    /// Sends one event if the watch wants it.
+    async fn handle(&mut self, revision: u64, logged: &Logged) -> Next {
+        self.last = revision;
+        if !self.filter.wants(logged) {
+            return Next::More;
+        }
+        let done = logged.change == Change::ParentDeleted;
+        let event = Event {
+            revision,
+            change: logged.change.clone(),
+        };
+        if !self.send(Ok(event)).await || done {
+            return Next::Done;
+        }
+        Next::More
+    }
+
+    /// Sends (waiting for a slow client, but not past a shutdown); `false`
+    /// once the client is gone or the server stops.
+    async fn send(&mut self, item: Result<Event>) -> bool {
+        tokio::select! {
+            r = self.out.send(item) => r.is_ok(),
+            _ = self.stop.wait_for(|s| *s) => {
+                let _ = self.out.try_send(Err(shutting_down(self.last)));
+                false
+            }
+        }
+    }
+
+    async fn fail(&mut self, e: Error) {
+        let _ = self.send(Err(e)).await;
+    }
+}
+
+fn shutting_down(last: u64) -> Error {
+    Error::Unavailable(format!(
+        "statusd is shutting down; resume this watch from revision {}",
+        last + 1
+    ))
+}
