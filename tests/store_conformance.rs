@@ -119,6 +119,18 @@ async fn paging_while_changing() {
 }
 
 #[tokio::test]
+async fn tallies_follow_every_write() {
+    let (_b, store) = fresh().await;
+    conformance::tallies_follow_every_write(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tallies_under_concurrent_writers() {
+    let (_b, store) = fresh().await;
+    conformance::tallies_under_concurrent_writers(store, 8, 50).await;
+}
+
+#[tokio::test]
 async fn durable_on_return() {
     conformance::durable_on_return(&Sled::new()).await;
 }

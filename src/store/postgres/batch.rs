@@ -1,5 +1,6 @@
 //! Group commit of status creates: concurrent creates of one collection
-//! become one `INSERT … SELECT FROM unnest(…)` statement and one commit.
+//! become one `INSERT … SELECT FROM unnest(…)` statement, one change of each
+//! parent's tally, and one commit.
 //!
 //! PostgreSQL flushes its WAL once per commit, and on a small machine the
 //! per-statement work of its backends costs as much as the flush: a batch
@@ -11,7 +12,9 @@
 //! Each row keeps the answer it would get alone:
 //! - the statement inserts only rows whose parent exists and skips rows
 //!   whose key is taken (`ON CONFLICT DO NOTHING`); `RETURNING` names the
-//!   rows written, which are acknowledged once the statement has committed;
+//!   rows written, whose values are added to their parents' tallies in the
+//!   same transaction (one upsert, parents in id order), and which are
+//!   acknowledged once that transaction has committed;
 //! - a skipped row is `NotFound` if its parent is missing, else
 //!   `AlreadyExists`;
 //! - two creates of one key never share a batch (the second waits for the
@@ -21,10 +24,11 @@
 //!   with its own answer.
 
 use super::errors::{retrying, violates, DbFailure};
+use super::tally;
 use super::{parent_missing, status_exists, PostgresStore};
 use crate::error::{Error, Result};
-use crate::model::StatusKind;
-use std::collections::{HashSet, VecDeque};
+use crate::model::{ComplianceStatus, DateTime, StatusKind};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_postgres::error::SqlState;
@@ -36,9 +40,15 @@ pub const IN_FLIGHT: usize = 4;
 
 /// One create waiting for its batch.
 pub struct Pending {
+    /// The parent it is created under.
     pub parent_id: String,
+    /// The status's id.
     pub id: String,
+    /// The status's body, encoded.
     pub record: Vec<u8>,
+    /// The status's value (what it adds to its parent's tally).
+    pub status: ComplianceStatus,
+    /// Where its answer goes.
     pub reply: oneshot::Sender<Result<()>>,
 }
 
@@ -94,32 +104,56 @@ async fn collect(store: Weak<PostgresStore>, kind: StatusKind, mut rx: mpsc::Unb
     }
 }
 
-async fn run(store: &PostgresStore, kind: StatusKind, batch: Vec<Pending>) {
+async fn run(store: &PostgresStore, kind: StatusKind, mut batch: Vec<Pending>) {
     metrics::histogram!(crate::metrics::PG_BATCH_ROWS).record(batch.len() as f64);
+    // Rows in key order: concurrent batches then take their row locks (and
+    // their tally rows', in parent order) in one order, so they never wait
+    // for each other in a cycle.
+    batch.sort_by(|a, b| (&a.parent_id, &a.id).cmp(&(&b.parent_id, &b.id)));
     let sql = store.status_sql(kind);
     let parents: Vec<&str> = batch.iter().map(|p| p.parent_id.as_str()).collect();
     let ids: Vec<&str> = batch.iter().map(|p| p.id.as_str()).collect();
     let records: Vec<&[u8]> = batch.iter().map(|p| p.record.as_slice()).collect();
+    // Keys are distinct within a batch: each names one value.
+    let values: HashMap<(&str, &str), ComplianceStatus> = batch
+        .iter()
+        .map(|p| ((p.parent_id.as_str(), p.id.as_str()), p.status))
+        .collect();
     let outcome = retrying("creating statuses", || async {
-        let client = store.pool.get().await?;
-        let statement = client.prepare_cached(&sql.insert_batch).await?;
-        match client.query(&statement, &[&parents, &ids, &records]).await {
-            Ok(rows) => Ok(Some(
-                rows.iter()
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-                    .collect::<HashSet<_>>(),
-            )),
+        let mut client = store.pool.get().await?;
+        let tx = client.transaction().await?;
+        let statement = tx.prepare_cached(&sql.insert_batch).await?;
+        let rows = match tx.query(&statement, &[&parents, &ids, &records]).await {
+            Ok(rows) => rows,
             // A parent deleted under the statement: one by one instead.
-            Err(e) if violates(&e, &SqlState::FOREIGN_KEY_VIOLATION) => Ok(None),
-            Err(e) => Err(DbFailure::Db(e)),
+            Err(e) if violates(&e, &SqlState::FOREIGN_KEY_VIOLATION) => return Ok(None),
+            Err(e) => return Err(DbFailure::Db(e)),
+        };
+        let written: HashSet<(String, String)> = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        // The tallies gain the values of the rows written (not of those
+        // skipped), per parent.
+        let mut deltas = tally::Deltas::new();
+        for (parent_id, id) in &written {
+            let status = values.get(&(parent_id.as_str(), id.as_str())).copied().ok_or_else(|| {
+                Error::Internal(format!(
+                    "the database wrote status '{id}' under '{parent_id}', which the batch did not hold"
+                ))
+            })?;
+            tally::accumulate(&mut deltas, parent_id, &tally::delta(None, Some(status)));
         }
+        tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+        tx.commit().await?;
+        Ok(Some(written))
     })
     .await;
     let written = match outcome {
         Ok(Some(written)) => written,
         Ok(None) => {
             for p in batch {
-                let answer = store.create_one(kind, &p.parent_id, &p.id, &p.record).await;
+                let answer = store.create_one(kind, &p.parent_id, &p.id, &p.record, p.status).await;
                 let _ = p.reply.send(answer);
             }
             return;

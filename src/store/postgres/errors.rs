@@ -107,7 +107,8 @@ pub fn db_error(e: tokio_postgres::Error, doing: &str) -> Error {
     }
 }
 
-fn failure_error(f: DbFailure, doing: &str) -> Error {
+/// The meaning of a failed operation; `doing` says what statusd was doing.
+pub fn failure_error(f: DbFailure, doing: &str) -> Error {
     match f {
         DbFailure::Db(e) => db_error(e, doing),
         DbFailure::Pool(PoolError::Backend(e)) => db_error(e, doing),

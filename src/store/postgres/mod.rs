@@ -9,7 +9,8 @@
 //! transaction, retried on serialization failures (SQLSTATE 40001/40P01), so
 //! the same SQL is correct under SERIALIZABLE engines (CockroachDB,
 //! YugabyteDB). Acknowledged means committed: each connection sets
-//! `synchronous_commit = on`.
+//! `synchronous_commit = on`. Every status write also changes its parent's
+//! tally row in the same transaction (see [`tally`]).
 //!
 //! Connections come from a pool (`deadpool-postgres`); tokio-postgres
 //! pipelines the statements of concurrent requests that share one.
@@ -24,13 +25,14 @@
 mod batch;
 mod errors;
 mod schema;
+mod tally;
 
 pub use schema::SCHEMA_VERSION;
 
 use super::codec::{self, encode_record};
 use super::{parent_exists, parent_missing, reference_missing, status_exists, Store};
 use crate::error::{Error, Result};
-use crate::model::{Parent, ParentKind, Status, StatusKind, Tally};
+use crate::model::{ComplianceStatus, DateTime, Parent, ParentKind, Status, StatusKind, Tally};
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use errors::{db_error, retrying, violates, DbFailure};
 use schema::{ParentSql, StatusSql};
@@ -169,23 +171,38 @@ impl PostgresStore {
         }))
     }
 
-    /// Inserts one status on its own (a statement of its own).
-    async fn create_one(&self, kind: StatusKind, parent_id: &str, id: &str, record: &[u8]) -> Result<()> {
+    /// Inserts one status on its own (a transaction of its own), counting
+    /// its value `status` in its parent's tally.
+    async fn create_one(
+        &self,
+        kind: StatusKind,
+        parent_id: &str,
+        id: &str,
+        record: &[u8],
+        status: ComplianceStatus,
+    ) -> Result<()> {
         let sql = self.status_sql(kind);
+        let deltas = tally::Deltas::from([(parent_id, tally::delta(None, Some(status)))]);
         retrying("creating a status", || async {
-            let client = self.pool.get().await?;
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
             // The foreign key checks the parent atomically with the insert.
-            match client
-                .execute(&client.prepare_cached(&sql.insert).await?, &[&parent_id, &id, &record])
+            match tx
+                .execute(&tx.prepare_cached(&sql.insert).await?, &[&parent_id, &id, &record])
                 .await
             {
-                Ok(_) => Ok(()),
+                Ok(_) => {}
                 Err(e) if violates(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
-                    Err(parent_missing(kind.parent, parent_id).into())
+                    return Err(parent_missing(kind.parent, parent_id).into())
                 }
-                Err(e) if violates(&e, &SqlState::UNIQUE_VIOLATION) => Err(status_exists(kind, parent_id, id).into()),
-                Err(e) => Err(e.into()),
+                Err(e) if violates(&e, &SqlState::UNIQUE_VIOLATION) => {
+                    return Err(status_exists(kind, parent_id, id).into())
+                }
+                Err(e) => return Err(e.into()),
             }
+            tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -404,6 +421,7 @@ impl Store for PostgresStore {
             parent_id: parent_id.to_owned(),
             id: status.id.clone(),
             record,
+            status: status.body.status(),
             reply,
         };
         match self.creates[status_index(kind)].send(pending) {
@@ -411,7 +429,7 @@ impl Store for PostgresStore {
                 .await
                 .unwrap_or_else(|_| Err(Error::Unavailable("the create was dropped at shutdown".into()))),
             // The collector is gone (the runtime is shutting down): alone.
-            Err(mpsc::error::SendError(p)) => self.create_one(kind, parent_id, &p.id, &p.record).await,
+            Err(mpsc::error::SendError(p)) => self.create_one(kind, parent_id, &p.id, &p.record, p.status).await,
         }
     }
 
@@ -431,14 +449,24 @@ impl Store for PostgresStore {
         let old = codec::encode(&expected.body)?;
         let value = encode_record(&new.body)?;
         let sql = self.status_sql(kind);
+        // When the swap succeeds, the stored value was `expected`'s.
+        let deltas = tally::Deltas::from([(
+            parent_id,
+            tally::delta(Some(expected.body.status()), Some(new.body.status())),
+        )]);
         retrying("replacing a status", || async {
-            let client = self.pool.get().await?;
-            let n = client
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            let n = tx
                 .execute(
-                    &client.prepare_cached(&sql.swap).await?,
+                    &tx.prepare_cached(&sql.swap).await?,
                     &[&parent_id, &new.id, &old, &value],
                 )
                 .await?;
+            if n == 1 {
+                tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+            }
+            tx.commit().await?;
             Ok(n == 1)
         })
         .await
@@ -447,11 +475,20 @@ impl Store for PostgresStore {
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
         let sql = self.status_sql(kind);
         retrying("deleting a status", || async {
-            let client = self.pool.get().await?;
-            let n = client
-                .execute(&client.prepare_cached(&sql.delete).await?, &[&parent_id, &id])
-                .await?;
-            Ok(n == 1)
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            let Some(row) = tx
+                .query_opt(&tx.prepare_cached(&sql.delete).await?, &[&parent_id, &id])
+                .await?
+            else {
+                return Ok(false);
+            };
+            // Its tally loses the value it held.
+            let removed = codec::decode_status(id, row.get(0))?.body.status();
+            let deltas = tally::Deltas::from([(parent_id, tally::delta(Some(removed), None))]);
+            tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+            tx.commit().await?;
+            Ok(true)
         })
         .await
     }
@@ -488,49 +525,16 @@ impl Store for PostgresStore {
     }
 
     async fn get_tally(&self, kind: StatusKind, parent_id: &str) -> Result<Option<Tally>> {
-        let (parent, rows) = retrying("reading a status overview", || async {
-            let mut client = self.pool.get().await?;
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let parent = tx
-                .query_opt(
-                    &tx.prepare_cached(&self.parent_sql(kind.parent).get).await?,
-                    &[&parent_id],
-                )
-                .await?;
-            let rows = tx
-                .query(
-                    &format!(
-                        "SELECT id, record FROM {} WHERE parent_id = $1",
-                        schema::status_table(kind)
-                    ),
-                    &[&parent_id],
-                )
-                .await?;
-            tx.commit().await?;
-            Ok((parent.is_some(), rows))
+        let sql = self.status_sql(kind);
+        // One statement, so the parent check and the row are one snapshot.
+        let row = retrying("reading a status tally", || async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .query_opt(&client.prepare_cached(&sql.tally_get).await?, &[&parent_id])
+                .await?)
         })
         .await?;
-        if !parent {
-            return Ok(None);
-        }
-        let mut tally = Tally::default();
-        for r in &rows {
-            let status = codec::decode_status(r.get(0), r.get(1))?;
-            tally.apply(
-                &crate::model::TallyChange {
-                    removed: None,
-                    added: Some(status.body.status()),
-                    at: crate::model::DateTime::MIN,
-                },
-                0,
-            );
-        }
-        Ok(Some(tally))
+        row.map(|r| tally::from_row(kind, parent_id, &r)).transpose()
     }
 
     async fn watch(

@@ -2,20 +2,55 @@
 //! and the statements each collection is read and written with.
 //!
 //! Migrations are plain SQL that PostgreSQL and the PostgreSQL-protocol
-//! distributed engines run (no PL/pgSQL, triggers or advisory locks). Several
-//! replicas may start at once: each migration commits together with its row
-//! in `statusd_schema_migrations`, and a replica that loses the race to
-//! another one (a duplicate table or version) reads the version again.
+//! distributed engines run (no PL/pgSQL, triggers or advisory locks), and
+//! where SQL cannot do the work (statusd's records are its own codec) a step
+//! of statusd's own in the same transaction. Several replicas may start at
+//! once: each migration, its step included, commits together with its row in
+//! `statusd_schema_migrations`, and a replica that loses the race to another
+//! one (a duplicate table or version) reads the version again.
 
-use super::errors::{db_error, is_migration_race};
+use super::errors::{db_error, failure_error, is_migration_race, DbFailure};
+use super::tally::{self, COUNT_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{ParentKind, StatusKind, StatusShape};
 
-/// The migrations, in order: (version, what it does, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "one table per collection", include_str!("0001_initial.sql"))];
+/// One migration.
+struct Migration {
+    /// Its number in `statusd_schema_migrations`.
+    version: i32,
+    /// What it does, recorded with the number.
+    description: &'static str,
+    /// Its SQL (`src/store/postgres/NNNN_*.sql`).
+    sql: &'static str,
+    /// What statusd itself does after the SQL, in the same transaction.
+    then: Option<Step>,
+}
+
+/// A migration's part that SQL cannot do.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Counts the statuses already stored into the new tally tables.
+    BackfillTallies,
+}
+
+/// The migrations, in order.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "one table per collection",
+        sql: include_str!("0001_initial.sql"),
+        then: None,
+    },
+    Migration {
+        version: 2,
+        description: "a tally table per status collection",
+        sql: include_str!("0002_tallies.sql"),
+        then: Some(Step::BackfillTallies),
+    },
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS statusd_schema_migrations (
     version integer PRIMARY KEY,
@@ -31,12 +66,12 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32> {
     for _ in 0..ATTEMPTS {
         match migrate_once(client).await {
             Ok(version) => return Ok(version),
-            Err(e) if is_migration_race(&e) => {
+            Err(DbFailure::Db(e)) if is_migration_race(&e) => {
                 // Another replica migrated at the same moment: look again.
                 last = Some(e);
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            Err(e) => return Err(db_error(e, "migrating the database schema")),
+            Err(f) => return Err(failure_error(f, "migrating the database schema")),
         }
     }
     Err(db_error(
@@ -45,7 +80,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32> {
     ))
 }
 
-async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<i32, DbFailure> {
     // `IF NOT EXISTS` notices are noise in statusd's log on every start.
     let _ = client.batch_execute("SET client_min_messages TO warning").await;
     client.batch_execute(CREATE_VERSIONS).await?;
@@ -58,11 +93,21 @@ async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<i32, tokio_
             // Not retryable: reported as is by the caller's check below.
             return Ok(current);
         }
-        let Some(&(version, description, sql)) = MIGRATIONS.iter().find(|(v, _, _)| *v > current) else {
+        let Some(&Migration {
+            version,
+            description,
+            sql,
+            then,
+        }) = MIGRATIONS.iter().find(|m| m.version > current)
+        else {
             return Ok(current);
         };
         let tx = client.transaction().await?;
         tx.batch_execute(sql).await?;
+        match then {
+            None => {}
+            Some(Step::BackfillTallies) => tally::backfill(&tx).await?,
+        }
         tx.execute(
             "INSERT INTO statusd_schema_migrations (version, description) VALUES ($1, $2)",
             &[&version, &description],
@@ -107,6 +152,13 @@ pub fn status_table(kind: StatusKind) -> &'static str {
     }
 }
 
+/// The tally table of a status collection (as created by migration 2):
+/// the status table's name with `statuses` made `status_tallies`.
+pub fn tally_table(kind: StatusKind) -> String {
+    let t = status_table(kind);
+    format!("{}status_tallies", t.strip_suffix("statuses").unwrap_or(t))
+}
+
 /// The statements of one parent collection.
 pub struct ParentSql {
     pub insert: String,
@@ -146,15 +198,37 @@ pub struct StatusSql {
     pub insert_batch: String,
     pub get: String,
     pub swap: String,
+    /// Deletes a status and returns its record (what its tally loses).
     pub delete: String,
     pub list_first: String,
     pub list_after: String,
+    /// Adds deltas to tally rows, creating missing ones: `$1` parent ids
+    /// (distinct), `$2`…`$9` what each adds to each count, in
+    /// [`COUNT_COLUMNS`] order, `$10` the write's time (ticks), which
+    /// `last_update` moves up to. Rows are locked in ascending (byte) id
+    /// order (see `tally`).
+    pub tally_add: String,
+    /// A parent's tally: one row if the parent `$1` exists (the count
+    /// columns and `last_update`, NULL without a tally row), none if not.
+    pub tally_get: String,
 }
 
 impl StatusSql {
     pub fn new(kind: StatusKind) -> StatusSql {
         let t = status_table(kind);
         let p = parent_table(kind.parent);
+        let tt = tally_table(kind);
+        let counts = COUNT_COLUMNS.join(", ");
+        let arrays: Vec<String> = (2..2 + COUNT_COLUMNS.len())
+            .map(|i| format!("${i}::bigint[]"))
+            .collect();
+        let added: Vec<String> = COUNT_COLUMNS
+            .iter()
+            .map(|c| format!("{c} = t.{c} + EXCLUDED.{c}"))
+            .collect();
+        let read: Vec<String> = COUNT_COLUMNS.iter().map(|c| format!("t.{c}")).collect();
+        let deltas: Vec<String> = COUNT_COLUMNS.iter().map(|c| format!("d.{c}")).collect();
+        let at = 2 + COUNT_COLUMNS.len();
         StatusSql {
             insert: format!("INSERT INTO {t} (parent_id, id, record) VALUES ($1, $2, $3)"),
             insert_batch: format!(
@@ -167,9 +241,25 @@ impl StatusSql {
             ),
             get: format!("SELECT record FROM {t} WHERE parent_id = $1 AND id = $2"),
             swap: format!("UPDATE {t} SET record = $4 WHERE parent_id = $1 AND id = $2 AND record = $3"),
-            delete: format!("DELETE FROM {t} WHERE parent_id = $1 AND id = $2"),
+            delete: format!("DELETE FROM {t} WHERE parent_id = $1 AND id = $2 RETURNING record"),
             list_first: format!("SELECT id, record FROM {t} WHERE parent_id = $1 ORDER BY id LIMIT $2"),
             list_after: format!("SELECT id, record FROM {t} WHERE parent_id = $1 AND id > $3 ORDER BY id LIMIT $2"),
+            tally_add: format!(
+                "INSERT INTO {tt} AS t (parent_id, {counts}, last_update) \
+                 SELECT d.parent_id, {deltas}, ${at}::bigint \
+                 FROM unnest($1::text[], {arrays}) AS d(parent_id, {counts}) \
+                 ORDER BY d.parent_id COLLATE \"C\" \
+                 ON CONFLICT (parent_id) DO UPDATE SET {added}, \
+                 last_update = GREATEST(t.last_update, EXCLUDED.last_update)",
+                arrays = arrays.join(", "),
+                deltas = deltas.join(", "),
+                added = added.join(", "),
+            ),
+            tally_get: format!(
+                "SELECT {read}, t.last_update FROM {p} AS p LEFT JOIN {tt} AS t ON t.parent_id = p.id \
+                 WHERE p.id = $1",
+                read = read.join(", "),
+            ),
         }
     }
 }
