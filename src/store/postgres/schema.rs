@@ -202,14 +202,16 @@ pub struct StatusSql {
     pub delete: String,
     pub list_first: String,
     pub list_after: String,
-    /// Adds deltas to tally rows, creating missing ones: `$1` parent ids
+    /// Adds deltas to tally rows (of one shard, the last parameter),
+    /// creating missing ones: `$1` parent ids
     /// (distinct), `$2`…`$9` what each adds to each count, in
     /// [`COUNT_COLUMNS`] order, `$10` the write's time (ticks), which
     /// `last_update` moves up to. Rows are locked in ascending (byte) id
     /// order (see `tally`).
     pub tally_add: String,
     /// A parent's tally: one row if the parent `$1` exists (the count
-    /// columns and `last_update`, NULL without a tally row), none if not.
+    /// columns and `last_update` summed over its shards, NULL without a
+    /// tally row), none if not.
     pub tally_get: String,
 }
 
@@ -226,7 +228,10 @@ impl StatusSql {
             .iter()
             .map(|c| format!("{c} = t.{c} + EXCLUDED.{c}"))
             .collect();
-        let read: Vec<String> = COUNT_COLUMNS.iter().map(|c| format!("t.{c}")).collect();
+        let read: Vec<String> = COUNT_COLUMNS
+            .iter()
+            .map(|c| format!("CAST(SUM(t.{c}) AS bigint)"))
+            .collect();
         let deltas: Vec<String> = COUNT_COLUMNS.iter().map(|c| format!("d.{c}")).collect();
         let at = 2 + COUNT_COLUMNS.len();
         StatusSql {
@@ -245,19 +250,20 @@ impl StatusSql {
             list_first: format!("SELECT id, record FROM {t} WHERE parent_id = $1 ORDER BY id LIMIT $2"),
             list_after: format!("SELECT id, record FROM {t} WHERE parent_id = $1 AND id > $3 ORDER BY id LIMIT $2"),
             tally_add: format!(
-                "INSERT INTO {tt} AS t (parent_id, {counts}, last_update) \
-                 SELECT d.parent_id, {deltas}, ${at}::bigint \
+                "INSERT INTO {tt} AS t (parent_id, shard, {counts}, last_update) \
+                 SELECT d.parent_id, ${shard}::smallint, {deltas}, ${at}::bigint \
                  FROM unnest($1::text[], {arrays}) AS d(parent_id, {counts}) \
                  ORDER BY d.parent_id COLLATE \"C\" \
-                 ON CONFLICT (parent_id) DO UPDATE SET {added}, \
+                 ON CONFLICT (parent_id, shard) DO UPDATE SET {added}, \
                  last_update = GREATEST(t.last_update, EXCLUDED.last_update)",
+                shard = at + 1,
                 arrays = arrays.join(", "),
                 deltas = deltas.join(", "),
                 added = added.join(", "),
             ),
             tally_get: format!(
-                "SELECT {read}, t.last_update FROM {p} AS p LEFT JOIN {tt} AS t ON t.parent_id = p.id \
-                 WHERE p.id = $1",
+                "SELECT {read}, MAX(t.last_update) FROM {p} AS p LEFT JOIN {tt} AS t ON t.parent_id = p.id \
+                 WHERE p.id = $1 GROUP BY p.id",
                 read = read.join(", "),
             ),
         }

@@ -64,6 +64,16 @@ pub fn accumulate<'a>(deltas: &mut Deltas<'a>, parent_id: &'a str, delta: &Delta
     }
 }
 
+/// Rows a parent's tally is spread over (see migration 2).
+pub const SHARDS: u16 = 16;
+
+/// The shard the next transaction writes: round robin, so concurrent writers
+/// under one parent seldom wait for each other's row.
+fn next_shard() -> i16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS) as i16
+}
+
 /// Adds `deltas` to their parents' tally rows (creating missing rows) and
 /// moves each row's `last_update` up to `at`, with the collection's
 /// [`StatusSql::tally_add`] statement, inside the caller's transaction.
@@ -79,10 +89,12 @@ where
         .map(|i| deltas.values().map(|d| d[i]).collect())
         .collect();
     let at = at.ticks();
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 + COUNT_COLUMNS.len());
+    let shard = next_shard();
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(3 + COUNT_COLUMNS.len());
     params.push(&parents);
     params.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
     params.push(&at);
+    params.push(&shard);
     tx.execute(statement, &params).await?;
     Ok(())
 }
