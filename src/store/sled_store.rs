@@ -13,7 +13,7 @@ use super::codec::encode_record;
 use super::sled_flush::FlushTarget;
 use super::space::SpaceGuard;
 use super::wal::{self, Action, Commit, Durability, Merge, Op, Wal};
-use super::watch::{EventStream, Feed, Filter, Logged};
+use super::watch::{self as events, EventStream, Feed, Filter, Logged, SledHistory};
 use super::{codec, durable_dir, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::id::MAX_ID_LEN;
@@ -94,15 +94,11 @@ const CASCADES_TREE: u8 = 0;
 const HISTORY_TREE: u8 = 255;
 
 fn parent_tree(kind: ParentKind) -> u8 {
-    kind.tag()
+    events::parent_number(kind)
 }
 
 fn status_tree(kind: StatusKind) -> u8 {
-    kind.parent.tag() * 16
-        + match kind.shape {
-            crate::model::StatusShape::User => 0,
-            crate::model::StatusShape::Device => 1,
-        }
+    events::status_number(kind)
 }
 
 /// Every tree, by its log number.
@@ -197,15 +193,6 @@ fn count(kind: StatusKind, parent_id: &str, removed: Option<&Status>, added: Opt
         tree: status_tree(kind),
         key: keys::status_prefix(parent_id),
         operand: codec::encode(&change)?,
-    })
-}
-
-/// A change's event, as the log stores it.
-fn event(tree: u8, parent_id: &str, change: Change) -> Result<Vec<u8>> {
-    Feed::encode(&Logged {
-        tree,
-        parent_id: parent_id.to_owned(),
-        change,
     })
 }
 
@@ -336,17 +323,18 @@ impl SledStore {
             None => 0,
         };
         let last_revision = checkpointed.max(replayed.last_revision);
-        let feed = std::sync::Arc::new(Feed::open(
+        let history = std::sync::Arc::new(SledHistory::open(
             trees.tree(HISTORY_TREE).clone(),
             (*db).clone(),
             config.watch_history,
             last_revision,
         )?);
+        let feed = std::sync::Arc::new(Feed::new(history.clone(), config.watch_history));
         let checkpoint: wal::Checkpoint = {
-            let (db, target, feed) = (db.clone(), target.clone(), feed.clone());
+            let (db, target) = (db.clone(), target.clone());
             std::sync::Arc::new(move |revision: u64| {
                 db.insert(REVISION_KEY, &revision.to_be_bytes())?;
-                feed.compact(revision)?;
+                history.compact(revision)?;
                 target.flush()
             })
         };
@@ -695,7 +683,7 @@ impl Store for SledStore {
                     put(CASCADES_TREE, keys::cascade_key(kind.tag(), id), Vec::new()),
                 ],
                 merges: Vec::new(),
-                event: Some(event(parent_tree(kind), id, Change::ParentDeleted)?),
+                event: Some(Logged::parent_deleted(kind, id).encode()?),
             })
             .await?;
         // A small cascade ends here, with the parent's stripe still held (so
@@ -740,7 +728,7 @@ impl Store for SledStore {
             .commit_record(Commit {
                 ops: vec![put(status_tree(kind), key, value)],
                 merges: vec![tally],
-                event: Some(event(status_tree(kind), parent_id, Change::Created(status.clone()))?),
+                event: Some(Logged::status(kind, parent_id, Change::Created(status.clone())).encode()?),
             })
             .await
             .map(drop)
@@ -775,7 +763,7 @@ impl Store for SledStore {
             .commit_record(Commit {
                 ops: vec![put(status_tree(kind), key, value)],
                 merges: vec![tally],
-                event: Some(event(status_tree(kind), parent_id, Change::Updated(new.clone()))?),
+                event: Some(Logged::status(kind, parent_id, Change::Updated(new.clone())).encode()?),
             })
             .await?;
         Ok(true)
@@ -797,7 +785,7 @@ impl Store for SledStore {
             .commit_record(Commit {
                 ops: vec![remove(status_tree(kind), key)],
                 merges: vec![tally],
-                event: Some(event(status_tree(kind), parent_id, Change::Deleted(id.to_owned()))?),
+                event: Some(Logged::status(kind, parent_id, Change::Deleted(id.to_owned())).encode()?),
             })
             .await?;
         Ok(true)
@@ -855,12 +843,9 @@ impl Store for SledStore {
         let subscribed = self.feed.subscribe();
         let now = self.wal.revision();
         let exists = self.parent_exists(kind.parent, parent_id)?;
-        let filter = Filter {
-            status_tree: status_tree(kind),
-            parent_tree: parent_tree(kind.parent),
-            parent_id: parent_id.to_owned(),
-        };
-        self.feed.watch(subscribed, filter, start_revision, now, exists, stop)
+        self.feed
+            .watch(subscribed, Filter::new(kind, parent_id), start_revision, now, exists, stop)
+            .await
     }
 
     async fn flush(&self) -> Result<()> {

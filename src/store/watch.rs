@@ -1,10 +1,11 @@
-//! Watch on the sled backend: a history of status changes, and the streams
-//! that replay it and then follow new changes.
-//!
-//! Every status write (and every parent delete) commits an event with its
-//! record; the log stores it in the `history` tree under the record's
-//! revision and, once the record is applied, [`Feed::publish`]es it on a
-//! broadcast channel. A watch:
+//! Watch: a history of status changes, and the streams that replay it and
+//! then follow new changes. The backends differ only in where the history
+//! lives ([`History`]) and who publishes: on sled, every status write (and
+//! every parent delete) commits an event with its log record; the log stores
+//! it in the `history` tree under the record's revision and, once the record
+//! is applied, [`Feed::publish`]es it. On PostgreSQL, events are rows written
+//! in the change's transaction, and each replica's poller publishes them once
+//! they are settled (see `postgres::events`). A watch:
 //! 1. subscribes to the channel, then reads the current revision (so every
 //!    later change is either past or received: the log publishes after it
 //!    advances the revision);
@@ -14,12 +15,13 @@
 //! Writers never wait for watchers: the channel keeps the last
 //! [`LIVE_BUFFER`] events, and a watcher that falls further behind is ended
 //! with RESOURCE_EXHAUSTED naming the revision to resume from. The history
-//! keeps the last `watch_history` revisions; it is trimmed at checkpoints,
-//! and an older start is OUT_OF_RANGE naming the oldest one kept.
+//! keeps the last `watch_history` revisions (trimmed at checkpoints on sled,
+//! by the poller on PostgreSQL), and an older start is OUT_OF_RANGE naming
+//! the oldest one kept.
 
 use super::codec;
 use crate::error::{Error, Result};
-use crate::model::{Change, Event};
+use crate::model::{Change, Event, ParentKind, StatusKind, StatusShape};
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,12 +40,27 @@ const COMPACTED_KEY: &[u8] = b"history_compacted";
 /// A stream of events, ending after a parent delete or with an error.
 pub type EventStream = Pin<Box<dyn futures::Stream<Item = Result<Event>> + Send>>;
 
-/// What the history holds per revision: the tree and parent a change is
-/// under, and the change.
+/// The number an event names a parent collection by (part of both storage
+/// formats: sled's tree numbers are the same).
+pub fn parent_number(kind: ParentKind) -> u8 {
+    kind.tag()
+}
+
+/// The number an event names a status collection by.
+pub fn status_number(kind: StatusKind) -> u8 {
+    kind.parent.tag() * 16
+        + match kind.shape {
+            StatusShape::User => 0,
+            StatusShape::Device => 1,
+        }
+}
+
+/// What the history holds per revision: the collection and parent a change
+/// is under, and the change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Logged {
-    /// The store's number of the tree changed: a status tree, or a parent
-    /// tree for [`Change::ParentDeleted`].
+    /// The collection changed ([`status_number`]), or the parent's
+    /// ([`parent_number`]) for [`Change::ParentDeleted`].
     pub tree: u8,
     /// The parent the change is under.
     pub parent_id: String,
@@ -51,18 +68,52 @@ pub struct Logged {
     pub change: Change,
 }
 
+impl Logged {
+    /// A change under `parent_id` in the status collection `kind`.
+    pub fn status(kind: StatusKind, parent_id: &str, change: Change) -> Logged {
+        Logged {
+            tree: status_number(kind),
+            parent_id: parent_id.to_owned(),
+            change,
+        }
+    }
+
+    /// The delete of a parent.
+    pub fn parent_deleted(kind: ParentKind, parent_id: &str) -> Logged {
+        Logged {
+            tree: parent_number(kind),
+            parent_id: parent_id.to_owned(),
+            change: Change::ParentDeleted,
+        }
+    }
+
+    /// Encoded for the log or the events table.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(self)
+    }
+}
+
 /// Which events one watch wants.
 #[derive(Debug, Clone)]
 pub struct Filter {
-    /// The status tree watched.
+    /// The status collection watched ([`status_number`]).
     pub status_tree: u8,
-    /// The tree of its parent (for the parent's delete).
+    /// Its parent's collection (for the parent's delete).
     pub parent_tree: u8,
     /// The parent.
     pub parent_id: String,
 }
 
 impl Filter {
+    /// The events under `parent_id` in `kind`, and the parent's delete.
+    pub fn new(kind: StatusKind, parent_id: &str) -> Filter {
+        Filter {
+            status_tree: status_number(kind),
+            parent_tree: parent_number(kind.parent),
+            parent_id: parent_id.to_owned(),
+        }
+    }
+
     fn wants(&self, logged: &Logged) -> bool {
         logged.parent_id == self.parent_id
             && match logged.change {
@@ -72,49 +123,42 @@ impl Filter {
     }
 }
 
-/// The history and the live channel.
-pub struct Feed {
-    live: broadcast::Sender<Arc<(u64, Logged)>>,
+/// Where a backend keeps its events.
+#[async_trait::async_trait]
+pub trait History: Send + Sync + 'static {
+    /// Up to [`REPLAY_CHUNK`] events `filter` wants, from revision `from`
+    /// through `through`, in revision order, with the last revision read
+    /// (wanted or not) so the next chunk starts after it; `None` when the
+    /// range holds no more.
+    async fn chunk(&self, filter: &Filter, from: u64, through: u64) -> Result<Option<(Vec<(u64, Logged)>, u64)>>;
+    /// The last revision no longer kept.
+    async fn compacted_through(&self) -> Result<u64>;
+}
+
+/// The sled history: the `history` tree, and the compaction mark in sled's
+/// default tree.
+pub struct SledHistory {
     history: sled::Tree,
     meta: sled::Tree,
     keep: u64,
 }
 
-impl Feed {
-    /// Over the `history` tree; `meta` holds the compaction mark; `keep`
-    /// revisions are kept. A store without a mark (new, or older than
-    /// Watch) has kept nothing before `last_revision`.
-    pub fn open(history: sled::Tree, meta: sled::Tree, keep: u64, last_revision: u64) -> Result<Feed> {
+impl SledHistory {
+    /// Over `history`; `meta` holds the compaction mark; `keep` revisions
+    /// are kept. A store without a mark (new, or older than Watch) has kept
+    /// nothing before `last_revision`.
+    pub fn open(history: sled::Tree, meta: sled::Tree, keep: u64, last_revision: u64) -> Result<SledHistory> {
         if meta.get(COMPACTED_KEY)?.is_none() {
             meta.insert(COMPACTED_KEY, &last_revision.to_be_bytes())?;
         }
-        Ok(Feed {
-            live: broadcast::channel(LIVE_BUFFER).0,
+        Ok(SledHistory {
             history,
             meta,
             keep: keep.max(1),
         })
     }
 
-    /// Encodes an event for the log.
-    pub fn encode(logged: &Logged) -> Result<Vec<u8>> {
-        codec::encode(logged)
-    }
-
-    /// Hands an applied event to the live watchers (the log's thread calls
-    /// this; it never blocks, and decodes only when someone watches).
-    pub fn publish(&self, revision: u64, event: &[u8]) {
-        if self.live.receiver_count() == 0 {
-            return;
-        }
-        match codec::decode::<Logged>(event) {
-            Ok(logged) => drop(self.live.send(Arc::new((revision, logged)))),
-            Err(e) => tracing::error!(revision, error = %e, "an event the log applied does not decode"),
-        }
-    }
-
-    /// The last revision no longer in the history.
-    pub fn compacted_through(&self) -> Result<u64> {
+    fn compacted(&self) -> Result<u64> {
         Ok(self
             .meta
             .get(COMPACTED_KEY)?
@@ -128,7 +172,7 @@ impl Feed {
         let Some(cut) = revision.checked_sub(self.keep) else {
             return Ok(());
         };
-        if cut <= self.compacted_through()? {
+        if cut <= self.compacted()? {
             return Ok(());
         }
         self.meta.insert(COMPACTED_KEY, &cut.to_be_bytes())?;
@@ -146,11 +190,78 @@ impl Feed {
             self.history.apply_batch(batch)?;
         }
     }
+}
+
+#[async_trait::async_trait]
+impl History for SledHistory {
+    async fn chunk(&self, filter: &Filter, from: u64, through: u64) -> Result<Option<(Vec<(u64, Logged)>, u64)>> {
+        let mut read = None;
+        let mut wanted = Vec::new();
+        for item in self
+            .history
+            .range(from.to_be_bytes()..=through.to_be_bytes())
+            .take(REPLAY_CHUNK)
+        {
+            let (k, v) = item?;
+            let revision = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Internal("a malformed history key".into()))?,
+            );
+            read = Some(revision);
+            let logged: Logged = codec::decode(&v)?;
+            if filter.wants(&logged) {
+                wanted.push((revision, logged));
+            }
+        }
+        Ok(read.map(|last| (wanted, last)))
+    }
+
+    async fn compacted_through(&self) -> Result<u64> {
+        self.compacted()
+    }
+}
+
+/// The history and the live channel.
+pub struct Feed {
+    live: broadcast::Sender<Arc<(u64, Logged)>>,
+    history: Arc<dyn History>,
+    keep: u64,
+}
+
+impl Feed {
+    /// Over `history`, which keeps `keep` revisions.
+    pub fn new(history: Arc<dyn History>, keep: u64) -> Feed {
+        Feed {
+            live: broadcast::channel(LIVE_BUFFER).0,
+            history,
+            keep: keep.max(1),
+        }
+    }
+
+    /// Hands an encoded, applied event to the live watchers (sled's log
+    /// thread calls this; it never blocks, and decodes only when someone
+    /// watches).
+    pub fn publish(&self, revision: u64, event: &[u8]) {
+        if self.live.receiver_count() == 0 {
+            return;
+        }
+        match codec::decode::<Logged>(event) {
+            Ok(logged) => self.publish_logged(revision, logged),
+            Err(e) => tracing::error!(revision, error = %e, "an event the log applied does not decode"),
+        }
+    }
+
+    /// Hands a settled event to the live watchers.
+    pub fn publish_logged(&self, revision: u64, logged: Logged) {
+        let _ = self.live.send(Arc::new((revision, logged)));
+    }
 
     /// Starts a watch: `subscribed` was taken before `now` (the current
     /// revision) and `exists` (whether the parent exists) were read. `start`
     /// 0 means from the next change on. Ends early with `stop`.
-    pub fn watch(
+    #[allow(clippy::too_many_arguments)]
+    pub async fn watch(
         self: &Arc<Self>,
         subscribed: broadcast::Receiver<Arc<(u64, Logged)>>,
         filter: Filter,
@@ -160,7 +271,7 @@ impl Feed {
         stop: watch::Receiver<bool>,
     ) -> Result<EventStream> {
         if start != 0 {
-            let compacted = self.compacted_through()?;
+            let compacted = self.history.compacted_through().await?;
             if start <= compacted {
                 return Err(Error::OutOfRange(format!(
                     "revision {start} is no longer kept; the oldest revision a watch can start from is {} \
@@ -181,30 +292,13 @@ impl Feed {
             stop,
             last: if start == 0 { now } else { start - 1 },
         };
-        tokio::spawn(run.run(subscribed, start, exists));
+        tokio::spawn(run.run(subscribed, start, now, exists));
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
     /// The subscription a watch must take first.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<(u64, Logged)>> {
         self.live.subscribe()
-    }
-
-    /// Up to [`REPLAY_CHUNK`] history entries from `from` on.
-    fn chunk(&self, from: u64) -> Result<Vec<(u64, Logged)>> {
-        self.history
-            .range(from.to_be_bytes()..)
-            .take(REPLAY_CHUNK)
-            .map(|item| {
-                let (k, v) = item?;
-                let revision = u64::from_be_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| Error::Internal("a malformed history key".into()))?,
-                );
-                Ok((revision, codec::decode(&v)?))
-            })
-            .collect()
     }
 }
 
@@ -225,9 +319,9 @@ enum Next {
 }
 
 impl Run {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<(u64, Logged)>>, start: u64, exists: bool) {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<(u64, Logged)>>, start: u64, now: u64, exists: bool) {
         if start != 0 {
-            match self.replay(start).await {
+            match self.replay(start, now).await {
                 Ok(Next::More) => {}
                 Ok(Next::Done) => return,
                 Err(e) => return self.fail(e).await,
@@ -273,21 +367,23 @@ impl Run {
         }
     }
 
-    /// Sends the history from `start` on.
-    async fn replay(&mut self, start: u64) -> Result<Next> {
+    /// Sends the history from `start` through `now` (what was settled when
+    /// the watch subscribed; later changes arrive live).
+    async fn replay(&mut self, start: u64, now: u64) -> Result<Next> {
         let mut from = start;
-        loop {
-            let chunk = self.feed.chunk(from)?;
-            let Some((last, _)) = chunk.last() else {
-                return Ok(Next::More);
+        while from <= now {
+            let Some((chunk, last)) = self.feed.history.chunk(&self.filter, from, now).await? else {
+                break;
             };
-            from = last + 1;
             for (revision, logged) in &chunk {
                 if let Next::Done = self.handle(*revision, logged).await {
                     return Ok(Next::Done);
                 }
             }
+            from = last + 1;
         }
+        self.last = self.last.max(now);
+        Ok(Next::More)
     }
 
     /// Sends one event if the watch wants it.
