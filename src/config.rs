@@ -256,6 +256,7 @@ impl Config {
                 ca: self.database_ca.clone(),
                 pool_size: self.database_pool_size,
                 connect_timeout: Duration::from_secs(self.database_timeout_secs.max(1)),
+                watch_history: self.watch_history,
             }),
             None => BackendConfig::Sled(SledConfig {
                 path: self.data_dir.clone(),

@@ -35,6 +35,7 @@ async fn postgres(url: &str) -> std::sync::Arc<PostgresStore> {
         pool_size: 8,
         ca: None,
         connect_timeout: Duration::from_secs(5),
+        watch_history: 1_000_000,
     })
     .await
     .expect("the target opens")

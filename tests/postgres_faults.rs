@@ -235,6 +235,7 @@ async fn a_host_list_follows_the_primary() {
             ca: None,
             pool_size: 1,
             connect_timeout: Duration::from_secs(5),
+            watch_history: 1_000_000,
         })
         .await
         .expect("schema on the standby"),

@@ -36,6 +36,7 @@ impl Postgres {
             ca: None,
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
+            watch_history: 1_000_000,
         }
     }
 
@@ -224,6 +225,7 @@ async fn an_unreachable_database_is_unavailable() {
         ca: None,
         pool_size: 2,
         connect_timeout: Duration::from_secs(2),
+        watch_history: 1_000_000,
     })
     .await
     .err()
@@ -387,7 +389,7 @@ async fn migration_2_counts_the_statuses_already_stored() {
         "SELECT version FROM statusd_schema_migrations ORDER BY version",
     )
     .await;
-    assert_eq!(versions, ["1", "2"], "each migration recorded once");
+    assert_eq!(versions, ["1", "2", "3"], "each migration recorded once");
 
     for (sk, pid, list) in &cases {
         for store in &stores {

@@ -148,6 +148,7 @@ pub async fn run(args: &CopyArgs) -> Result<(), String> {
         ca: args.database_ca.clone(),
         pool_size: args.concurrency,
         connect_timeout: Duration::from_secs(10),
+        watch_history: 1_000_000,
     });
     let target = target_config
         .open()

@@ -844,7 +844,14 @@ impl Store for SledStore {
         let now = self.wal.revision();
         let exists = self.parent_exists(kind.parent, parent_id)?;
         self.feed
-            .watch(subscribed, Filter::new(kind, parent_id), start_revision, now, exists, stop)
+            .watch(
+                subscribed,
+                Filter::new(kind, parent_id),
+                start_revision,
+                now,
+                exists,
+                stop,
+            )
             .await
     }
 

@@ -114,7 +114,8 @@ impl Filter {
         }
     }
 
-    fn wants(&self, logged: &Logged) -> bool {
+    /// Whether the watch wants this event.
+    pub fn wants(&self, logged: &Logged) -> bool {
         logged.parent_id == self.parent_id
             && match logged.change {
                 Change::ParentDeleted => logged.tree == self.parent_tree,
@@ -243,13 +244,18 @@ impl Feed {
     /// thread calls this; it never blocks, and decodes only when someone
     /// watches).
     pub fn publish(&self, revision: u64, event: &[u8]) {
-        if self.live.receiver_count() == 0 {
+        if !self.has_watchers() {
             return;
         }
         match codec::decode::<Logged>(event) {
             Ok(logged) => self.publish_logged(revision, logged),
             Err(e) => tracing::error!(revision, error = %e, "an event the log applied does not decode"),
         }
+    }
+
+    /// Whether any watch is subscribed.
+    pub fn has_watchers(&self) -> bool {
+        self.live.receiver_count() > 0
     }
 
     /// Hands a settled event to the live watchers.
@@ -375,6 +381,16 @@ impl Run {
             let Some((chunk, last)) = self.feed.history.chunk(&self.filter, from, now).await? else {
                 break;
             };
+            // The mark moves before a trim: if it passed `from`, part of
+            // this chunk may have been trimmed as it was read.
+            let compacted = self.feed.history.compacted_through().await?;
+            if compacted >= from {
+                return Err(Error::OutOfRange(format!(
+                    "the history was trimmed past revision {from} during the replay; the oldest revision a \
+                     watch can start from is now {}",
+                    compacted + 1
+                )));
+            }
             for (revision, logged) in &chunk {
                 if let Next::Done = self.handle(*revision, logged).await {
                     return Ok(Next::Done);

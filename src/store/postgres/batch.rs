@@ -24,7 +24,7 @@
 //!   with its own answer.
 
 use super::errors::{retrying, violates, DbFailure};
-use super::tally;
+use super::{events, tally};
 use super::{parent_missing, status_exists, PostgresStore};
 use crate::error::{Error, Result};
 use crate::model::{ComplianceStatus, DateTime, StatusKind};
@@ -48,6 +48,8 @@ pub struct Pending {
     pub record: Vec<u8>,
     /// The status's value (what it adds to its parent's tally).
     pub status: ComplianceStatus,
+    /// Its Watch event, encoded.
+    pub event: Vec<u8>,
     /// Where its answer goes.
     pub reply: oneshot::Sender<Result<()>>,
 }
@@ -115,9 +117,9 @@ async fn run(store: &PostgresStore, kind: StatusKind, mut batch: Vec<Pending>) {
     let ids: Vec<&str> = batch.iter().map(|p| p.id.as_str()).collect();
     let records: Vec<&[u8]> = batch.iter().map(|p| p.record.as_slice()).collect();
     // Keys are distinct within a batch: each names one value.
-    let values: HashMap<(&str, &str), ComplianceStatus> = batch
+    let values: HashMap<(&str, &str), (ComplianceStatus, &[u8])> = batch
         .iter()
-        .map(|p| ((p.parent_id.as_str(), p.id.as_str()), p.status))
+        .map(|p| ((p.parent_id.as_str(), p.id.as_str()), (p.status, p.event.as_slice())))
         .collect();
     let outcome = retrying("creating statuses", || async {
         let mut client = store.pool.get().await?;
@@ -136,15 +138,18 @@ async fn run(store: &PostgresStore, kind: StatusKind, mut batch: Vec<Pending>) {
         // The tallies gain the values of the rows written (not of those
         // skipped), per parent.
         let mut deltas = tally::Deltas::new();
+        let mut logged = Vec::with_capacity(written.len());
         for (parent_id, id) in &written {
-            let status = values.get(&(parent_id.as_str(), id.as_str())).copied().ok_or_else(|| {
+            let (status, event) = values.get(&(parent_id.as_str(), id.as_str())).copied().ok_or_else(|| {
                 Error::Internal(format!(
                     "the database wrote status '{id}' under '{parent_id}', which the batch did not hold"
                 ))
             })?;
             tally::accumulate(&mut deltas, parent_id, &tally::delta(None, Some(status)));
+            logged.push((parent_id.as_str(), event));
         }
         tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+        events::record(&tx, &logged).await?;
         tx.commit().await?;
         Ok(Some(written))
     })
@@ -153,7 +158,9 @@ async fn run(store: &PostgresStore, kind: StatusKind, mut batch: Vec<Pending>) {
         Ok(Some(written)) => written,
         Ok(None) => {
             for p in batch {
-                let answer = store.create_one(kind, &p.parent_id, &p.id, &p.record, p.status).await;
+                let answer = store
+                    .create_one(kind, &p.parent_id, &p.id, &p.record, p.status, &p.event)
+                    .await;
                 let _ = p.reply.send(answer);
             }
             return;

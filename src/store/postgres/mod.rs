@@ -24,20 +24,24 @@
 
 mod batch;
 mod errors;
+mod events;
 mod schema;
 mod tally;
 
 pub use schema::SCHEMA_VERSION;
 
 use super::codec::{self, encode_record};
+use super::watch::{Feed, Filter, Logged};
 use super::{parent_exists, parent_missing, reference_missing, status_exists, Store};
 use crate::error::{Error, Result};
+use crate::model::Change;
 use crate::model::{ComplianceStatus, DateTime, Parent, ParentKind, Status, StatusKind, Tally};
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use errors::{db_error, retrying, violates, DbFailure};
 use schema::{ParentSql, StatusSql};
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -57,6 +61,8 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// Longest wait for a connection (to open, or to come free).
     pub connect_timeout: Duration,
+    /// Revisions of history kept for Watch.
+    pub watch_history: u64,
 }
 
 /// A store on a PostgreSQL (protocol) database.
@@ -66,6 +72,12 @@ pub struct PostgresStore {
     statuses: [StatusSql; 6],
     /// Each status collection's queue of creates (see [`batch`]).
     creates: [batch::Queue; 6],
+    /// Watch: the live channel over the events table.
+    feed: Arc<Feed>,
+    /// The largest revision this replica knows settled (see [`events`]).
+    settled: Arc<AtomicU64>,
+    /// The task that moves `settled` and publishes.
+    poller: tokio::task::JoinHandle<()>,
 }
 
 fn parent_index(kind: ParentKind) -> usize {
@@ -163,16 +175,30 @@ impl PostgresStore {
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the database pool: {e}")))?;
         tracing::info!(database = %where_, schema = version, pool = config.pool_size, "PostgreSQL store open");
+        let feed = Arc::new(Feed::new(
+            Arc::new(events::PgHistory::new(pool.clone())),
+            config.watch_history,
+        ));
+        let settled = Arc::new(AtomicU64::new(events::settle(&pool).await?));
+        let poller = tokio::spawn(events::poll(
+            pool.clone(),
+            feed.clone(),
+            settled.clone(),
+            config.watch_history,
+        ));
         Ok(Arc::new_cyclic(|me| PostgresStore {
             pool,
             parents: ParentKind::ALL.map(ParentSql::new),
             statuses: StatusKind::ALL.map(StatusSql::new),
             creates: StatusKind::ALL.map(|kind| batch::start(me.clone(), kind)),
+            feed,
+            settled,
+            poller,
         }))
     }
 
     /// Inserts one status on its own (a transaction of its own), counting
-    /// its value `status` in its parent's tally.
+    /// its value `status` in its parent's tally and recording `event`.
     async fn create_one(
         &self,
         kind: StatusKind,
@@ -180,6 +206,7 @@ impl PostgresStore {
         id: &str,
         record: &[u8],
         status: ComplianceStatus,
+        event: &[u8],
     ) -> Result<()> {
         let sql = self.status_sql(kind);
         let deltas = tally::Deltas::from([(parent_id, tally::delta(None, Some(status)))]);
@@ -201,6 +228,7 @@ impl PostgresStore {
                 Err(e) => return Err(e.into()),
             }
             tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+            events::record(&tx, &[(parent_id, event)]).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -381,12 +409,16 @@ impl Store for PostgresStore {
 
     async fn delete_parent(&self, kind: ParentKind, id: &str) -> Result<bool> {
         let sql = self.parent_sql(kind);
+        let event = Logged::parent_deleted(kind, id).encode()?;
         retrying("deleting a parent", || async {
-            let client = self.pool.get().await?;
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
             // The foreign keys remove its statuses in the same statement.
-            let n = client
-                .execute(&client.prepare_cached(&sql.delete).await?, &[&id])
-                .await?;
+            let n = tx.execute(&tx.prepare_cached(&sql.delete).await?, &[&id]).await?;
+            if n == 1 {
+                events::record(&tx, &[(id, &event)]).await?;
+            }
+            tx.commit().await?;
             Ok(n == 1)
         })
         .await
@@ -422,6 +454,7 @@ impl Store for PostgresStore {
             id: status.id.clone(),
             record,
             status: status.body.status(),
+            event: Logged::status(kind, parent_id, Change::Created(status.clone())).encode()?,
             reply,
         };
         match self.creates[status_index(kind)].send(pending) {
@@ -429,7 +462,10 @@ impl Store for PostgresStore {
                 .await
                 .unwrap_or_else(|_| Err(Error::Unavailable("the create was dropped at shutdown".into()))),
             // The collector is gone (the runtime is shutting down): alone.
-            Err(mpsc::error::SendError(p)) => self.create_one(kind, parent_id, &p.id, &p.record, p.status).await,
+            Err(mpsc::error::SendError(p)) => {
+                self.create_one(kind, parent_id, &p.id, &p.record, p.status, &p.event)
+                    .await
+            }
         }
     }
 
@@ -454,6 +490,7 @@ impl Store for PostgresStore {
             parent_id,
             tally::delta(Some(expected.body.status()), Some(new.body.status())),
         )]);
+        let event = Logged::status(kind, parent_id, Change::Updated(new.clone())).encode()?;
         retrying("replacing a status", || async {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
@@ -465,6 +502,7 @@ impl Store for PostgresStore {
                 .await?;
             if n == 1 {
                 tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+                events::record(&tx, &[(parent_id, &event)]).await?;
             }
             tx.commit().await?;
             Ok(n == 1)
@@ -474,6 +512,7 @@ impl Store for PostgresStore {
 
     async fn delete_status(&self, kind: StatusKind, parent_id: &str, id: &str) -> Result<bool> {
         let sql = self.status_sql(kind);
+        let event = Logged::status(kind, parent_id, Change::Deleted(id.to_owned())).encode()?;
         retrying("deleting a status", || async {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
@@ -487,6 +526,7 @@ impl Store for PostgresStore {
             let removed = codec::decode_status(id, row.get(0))?.body.status();
             let deltas = tally::Deltas::from([(parent_id, tally::delta(Some(removed), None))]);
             tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
+            events::record(&tx, &[(parent_id, &event)]).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -539,14 +579,31 @@ impl Store for PostgresStore {
 
     async fn watch(
         &self,
-        _kind: StatusKind,
-        _parent_id: &str,
-        _start_revision: u64,
-        _stop: tokio::sync::watch::Receiver<bool>,
+        kind: StatusKind,
+        parent_id: &str,
+        start_revision: u64,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<super::watch::EventStream> {
-        Err(Error::Unimplemented(
-            "Watch needs the sled backend: on PostgreSQL, statusd has no change feed shared by its replicas yet".into(),
-        ))
+        // In this order (see `watch`): subscribe, then read where we are.
+        let subscribed = self.feed.subscribe();
+        if start_revision == 0 {
+            // "From now on": now, not when the poller last looked (a change
+            // acknowledged before this call is past, not news).
+            let settled = events::settle(&self.pool).await?;
+            self.settled.fetch_max(settled, std::sync::atomic::Ordering::AcqRel);
+        }
+        let now = self.settled.load(std::sync::atomic::Ordering::Acquire);
+        let exists = self.get_parent(kind.parent, parent_id).await?.is_some();
+        self.feed
+            .watch(
+                subscribed,
+                Filter::new(kind, parent_id),
+                start_revision,
+                now,
+                exists,
+                stop,
+            )
+            .await
     }
 
     async fn flush(&self) -> Result<()> {
@@ -557,6 +614,7 @@ impl Store for PostgresStore {
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
+        self.poller.abort();
         self.pool.close();
     }
 }

@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("0002_tallies.sql"),
         then: Some(Step::BackfillTallies),
     },
+    Migration {
+        version: 3,
+        description: "the change feed Watch reads",
+        sql: include_str!("0003_watch.sql"),
+        then: None,
+    },
 ];
 
 /// The schema version this build writes.
