@@ -7,6 +7,9 @@
 //! cargo bench --bench load -- [--addr HOST:PORT] [--concurrency 1,64] [--seconds 5]
 //!                             [--stored N] [--scenarios grpc-noop,grpc-create,...]
 //!                             [--interference N] [--auth]
+//! Scenarios: grpc-noop, etcd-put, grpc-create, grpc-create-watched (creates
+//! while one client watches the policy), grpc-get, grpc-list, grpc-overview,
+//! rest-create, rest-list, rest-overview.
 //! cargo bench --bench load -- --postgres [--database-url URL] [--rounds 3] [--concurrency 1,64]
 //! ```
 //! `--postgres` compares sled with PostgreSQL through one replica and through
@@ -387,13 +390,23 @@ async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, kn
     match scenario {
         "grpc-noop" => DiagnosticsClient::new(ch.clone()).ping(authed(())).await.is_ok(),
         "etcd-put" => etcd_put(ch, next_id("e").into_bytes()).await,
-        "grpc-create" => Policies::new(ch.clone())
+        "grpc-create" | "grpc-create-watched" => Policies::new(ch.clone())
             .create_user_status(authed(pb::CreateDeviceComplianceUserStatusRequest {
                 parent_id: PARENT.into(),
                 user_status: Some(user_status(next_id("g"))),
             }))
             .await
             .is_ok(),
+        "grpc-overview" => Policies::new(ch.clone())
+            .get_user_status_overview(authed(pb::GetStatusOverviewRequest {
+                parent_id: PARENT.into(),
+            }))
+            .await
+            .is_ok(),
+        "rest-overview" => {
+            let url = format!("http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatusOverview");
+            read_ok(with_token(http.get(url)).send().await, 200).await
+        }
         "grpc-get" => {
             let id = &known[rand::random::<u64>() as usize % known.len()];
             Policies::new(ch.clone())
@@ -686,7 +699,23 @@ fn main() {
                         },
                         _ => chans.as_slice(),
                     };
+                    // `grpc-create-watched`: the same creates while a client
+                    // watches the policy and reads every event.
+                    let watcher = match scenario.as_str() {
+                        "grpc-create-watched" => Some(watch_all(channels(&addr, 1).await.remove(0)).await),
+                        _ => None,
+                    };
                     let r = run(scenario, conc, args.seconds, &addr, target, known.clone()).await;
+                    if let Some((task, seen)) = watcher {
+                        // Let it drain what is in flight.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        task.abort();
+                        println!(
+                            "  (the watcher received {} events for {} creates)",
+                            seen.load(Ordering::Relaxed),
+                            r.ops
+                        );
+                    }
                     let rate = r.ops as f64 / r.secs;
                     rates.entry((round, conc, scenario.clone())).or_insert(rate);
                     if scenario == "grpc-noop" {
@@ -734,6 +763,27 @@ fn main() {
             drop(s);
         }
     });
+}
+
+/// A watcher on the benchmark's policy that reads every event it is sent;
+/// returns its task and the count of events it received.
+async fn watch_all(ch: Channel) -> (tokio::task::JoinHandle<()>, Arc<AtomicU64>) {
+    let seen = Arc::new(AtomicU64::new(0));
+    let mut stream = Policies::new(ch)
+        .watch_user_statuses(authed(pb::WatchStatusesRequest {
+            parent_id: PARENT.into(),
+            start_revision: 0,
+        }))
+        .await
+        .expect("watch")
+        .into_inner();
+    let count = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Ok(Some(_)) = stream.message().await {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (task, seen)
 }
 
 /// Some statuses for get/list when nothing was preloaded.

@@ -60,17 +60,31 @@ async def main():
         id="read",
         depends_on=[item.id for item in creates],
     )
+    overview = BatchRequestItem(
+        request_information=policies.by_device_compliance_policy_id("batch-policy")
+        .user_status_overview.to_get_request_information(),
+        id="overview",
+        depends_on=[item.id for item in creates],
+    )
     missing = BatchRequestItem(
         request_information=policies.by_device_compliance_policy_id("nope").to_get_request_information(),
         id="missing",
     )
     content = BatchRequestContent()
-    for item in [create_policy, *creates, read_back, missing]:
+    for item in [create_policy, *creates, read_back, overview, missing]:
         content.add_request(item.id, item)
 
     response = await client.batch.post(content)
     codes = response.get_response_status_codes()
-    expected = {"policy": 201, "status-0": 201, "status-1": 201, "status-2": 201, "read": 200, "missing": 404}
+    expected = {
+        "policy": 201,
+        "status-0": 201,
+        "status-1": 201,
+        "status-2": 201,
+        "read": 200,
+        "overview": 200,
+        "missing": 404,
+    }
     assert codes == expected, codes
     print(f"ok: batch status codes {codes}", flush=True)
 
@@ -88,6 +102,10 @@ async def main():
     listed = await statuses.get()
     assert sorted(s.id for s in listed.value) == ["u0", "u1", "u2"], listed.value
     print("ok: the batch's writes are there, listed by the SDK", flush=True)
+    counts = await policies.by_device_compliance_policy_id("batch-policy").user_status_overview.get()
+    assert (counts.success_count, counts.pending_count, counts.failed_count) == (3, 0, 0), counts
+    assert counts.configuration_version == 1 and counts.id == "batch-policy", counts
+    print(f"ok: the SDK reads the overview the batch counted: {counts.success_count} succeeded", flush=True)
     print("OK")
 
 
