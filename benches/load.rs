@@ -404,7 +404,8 @@ async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, kn
             .await
             .is_ok(),
         "rest-overview" => {
-            let url = format!("http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatusOverview");
+            let url =
+                format!("http://{addr}/v1.0/deviceManagement/deviceCompliancePolicies/{PARENT}/userStatusOverview");
             read_ok(with_token(http.get(url)).send().await, 200).await
         }
         "grpc-get" => {

@@ -340,3 +340,19 @@ async fn every_watch_ends_at_shutdown_and_shutdown_does_not_wait_for_it() {
         }
     }
 }
+
+#[tokio::test]
+async fn without_history_a_watch_starts_from_now_and_a_resume_is_out_of_range() {
+    let (server, _dir) = common::start_with(|c| c.watch_history = 0).await;
+    let ch = common::channel_to(&server).await;
+    POLICIES.create(&ch, POLICIES.new_parent("n", "n")).await.unwrap();
+    let mut live = watch(&ch, "n", 0).await.unwrap();
+    POLICIES.create_status(&ch, "User", "n", user("x", 0)).await.unwrap();
+    let seen = take(&mut live, 1).await;
+    assert_eq!(seen[0].status_id, "x");
+    let e = watch(&ch, "n", seen[0].revision).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    assert!(e.message().contains("--watch-history 0"), "{e:?}");
+    drop(live);
+    server.shutdown().await.unwrap();
+}

@@ -73,7 +73,7 @@ pub struct SledConfig {
     pub durability: Durability,
     /// Free bytes the data directory's disk must keep; writes are refused below.
     pub min_free_bytes: u64,
-    /// Revisions of history kept for Watch.
+    /// Revisions of history kept for Watch (0: none; watches start from now).
     pub watch_history: u64,
     /// Test hooks (none by default).
     pub faults: FaultInjection,
@@ -278,6 +278,8 @@ pub struct SledStore {
     cascader: Cascader,
     wal: std::sync::Arc<Wal>,
     feed: std::sync::Arc<Feed>,
+    /// Whether Watch's history is kept (`watch_history` > 0).
+    keeps_history: bool,
     space: SpaceGuard,
 }
 
@@ -374,7 +376,7 @@ impl SledStore {
                     std::sync::Arc::new(move |tree, key: &[u8]| trees.read(tree, key))
                 },
                 merge: std::sync::Arc::new(merge_tally),
-                history_tree: HISTORY_TREE,
+                history_tree: (config.watch_history > 0).then_some(HISTORY_TREE),
                 publish: {
                     let feed = feed.clone();
                     std::sync::Arc::new(move |revision, event: &[u8]| feed.publish(revision, event))
@@ -402,6 +404,7 @@ impl SledStore {
             cascader,
             wal,
             feed,
+            keeps_history: config.watch_history > 0,
             space: SpaceGuard::start(config.path.clone(), config.min_free_bytes)
                 .map_err(|e| Error::Unavailable(format!("cannot start the free-space thread: {e}")))?,
         })
@@ -839,6 +842,11 @@ impl Store for SledStore {
         start_revision: u64,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<EventStream> {
+        if start_revision != 0 && !self.keeps_history {
+            return Err(Error::OutOfRange(
+                "no history is kept (--watch-history 0): a watch can only start from now (start_revision 0)".into(),
+            ));
+        }
         // In this order (see `watch`): subscribe, then read where we are.
         let subscribed = self.feed.subscribe();
         let now = self.wal.revision();

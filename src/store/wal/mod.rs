@@ -164,8 +164,9 @@ pub struct Options {
     pub read: Read,
     /// Resolves a merge.
     pub merge: MergeFn,
-    /// The tree events are stored in, keyed by revision (big-endian).
-    pub history_tree: u8,
+    /// The tree events are stored in, keyed by revision (big-endian); none
+    /// keeps no history (events are only published).
+    pub history_tree: Option<u8>,
     /// Receives applied events.
     pub publish: Publish,
 }
@@ -528,7 +529,7 @@ struct Writer {
     apply: Apply,
     read: Read,
     merge: MergeFn,
-    history_tree: u8,
+    history_tree: Option<u8>,
     publish: Publish,
     jobs: mpsc::Sender<CheckpointJob>,
     buf: Vec<u8>,
@@ -658,9 +659,9 @@ impl Writer {
     fn resolve_merges(&self, group: &mut [Entry]) -> Result<()> {
         let mut current: std::collections::HashMap<(u8, Vec<u8>), Vec<u8>> = std::collections::HashMap::new();
         for entry in group.iter_mut() {
-            if let Some(event) = &entry.event {
+            if let (Some(event), Some(tree)) = (&entry.event, self.history_tree) {
                 entry.ops.push(Op {
-                    tree: self.history_tree,
+                    tree,
                     key: entry.revision.to_be_bytes().to_vec(),
                     action: Action::Put(event.clone()),
                 });
