@@ -278,8 +278,6 @@ pub struct SledStore {
     cascader: Cascader,
     wal: std::sync::Arc<Wal>,
     feed: std::sync::Arc<Feed>,
-    /// Whether Watch's history is kept (`watch_history` > 0).
-    keeps_history: bool,
     space: SpaceGuard,
 }
 
@@ -404,7 +402,6 @@ impl SledStore {
             cascader,
             wal,
             feed,
-            keeps_history: config.watch_history > 0,
             space: SpaceGuard::start(config.path.clone(), config.min_free_bytes)
                 .map_err(|e| Error::Unavailable(format!("cannot start the free-space thread: {e}")))?,
         })
@@ -842,11 +839,6 @@ impl Store for SledStore {
         start_revision: u64,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<EventStream> {
-        if start_revision != 0 && !self.keeps_history {
-            return Err(Error::OutOfRange(
-                "no history is kept (--watch-history 0): a watch can only start from now (start_revision 0)".into(),
-            ));
-        }
         // In this order (see `watch`): subscribe, then read where we are.
         let subscribed = self.feed.subscribe();
         let now = self.wal.revision();

@@ -114,6 +114,12 @@ impl Filter {
         }
     }
 
+    /// NOT_FOUND for the watched parent.
+    fn parent_missing(&self) -> Error {
+        let kind = ParentKind::from_tag(self.parent_tree).map_or_else(|| "parent".to_owned(), |k| k.to_string());
+        Error::NotFound(format!("{kind} '{}' does not exist", self.parent_id))
+    }
+
     /// Whether the watch wants this event.
     pub fn wants(&self, logged: &Logged) -> bool {
         logged.parent_id == self.parent_id
@@ -231,12 +237,13 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Over `history`, which keeps `keep` revisions.
+    /// Over `history`, which keeps `keep` revisions (0: none, so a watch
+    /// can only start from now).
     pub fn new(history: Arc<dyn History>, keep: u64) -> Feed {
         Feed {
             live: broadcast::channel(LIVE_BUFFER).0,
             history,
-            keep: keep.max(1),
+            keep,
         }
     }
 
@@ -276,6 +283,11 @@ impl Feed {
         exists: bool,
         stop: watch::Receiver<bool>,
     ) -> Result<EventStream> {
+        if start != 0 && self.keep == 0 {
+            return Err(Error::OutOfRange(
+                "no history is kept (--watch-history 0): a watch can only start from now (start_revision 0)".into(),
+            ));
+        }
         if start != 0 {
             let compacted = self.history.compacted_through().await?;
             if start <= compacted {
@@ -288,7 +300,7 @@ impl Feed {
             }
         }
         if start == 0 && !exists {
-            return Err(Error::NotFound(format!("parent '{}' does not exist", filter.parent_id)));
+            return Err(filter.parent_missing());
         }
         let (tx, rx) = mpsc::channel(64);
         let run = Run {
@@ -333,7 +345,7 @@ impl Run {
                 Err(e) => return self.fail(e).await,
             }
             if !exists {
-                let e = Error::NotFound(format!("parent '{}' does not exist", self.filter.parent_id));
+                let e = self.filter.parent_missing();
                 return self.fail(e).await;
             }
         }

@@ -78,8 +78,6 @@ pub struct PostgresStore {
     settled: Arc<AtomicU64>,
     /// The task that moves `settled` and publishes.
     poller: tokio::task::JoinHandle<()>,
-    /// Revisions of history kept (0: none; watches start from now).
-    watch_history: u64,
 }
 
 fn parent_index(kind: ParentKind) -> usize {
@@ -196,7 +194,6 @@ impl PostgresStore {
             feed,
             settled,
             poller,
-            watch_history: config.watch_history,
         }))
     }
 
@@ -587,11 +584,6 @@ impl Store for PostgresStore {
         start_revision: u64,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<super::watch::EventStream> {
-        if start_revision != 0 && self.watch_history == 0 {
-            return Err(Error::OutOfRange(
-                "no history is kept (--watch-history 0): a watch can only start from now (start_revision 0)".into(),
-            ));
-        }
         // In this order (see `watch`): subscribe, then read where we are.
         let subscribed = self.feed.subscribe();
         if start_revision == 0 {
