@@ -569,12 +569,27 @@ fn router(
             metrics.merge(app)
         }
     };
-    // The API document is open: it describes routes, holds no record.
+    // The API documents are open: they describe routes, hold no record.
+    let metadata = |version: crate::rest::path::ApiVersion| {
+        axum::routing::get(move || async move {
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/xml;charset=utf-8"),
+                    (axum::http::HeaderName::from_static("odata-version"), "4.0"),
+                ],
+                crate::rest::metadata::document(version),
+            )
+        })
+    };
+    use crate::rest::path::ApiVersion;
     let app = axum::Router::new()
         .route(
             "/openapi.json",
             axum::routing::get(|| async { axum::Json(crate::rest::openapi::document().clone()) }),
         )
+        .route("/v1.0/$metadata", metadata(ApiVersion::V1))
+        .route("/beta/$metadata", metadata(ApiVersion::Beta))
+        .route("/localtest/$metadata", metadata(ApiVersion::LocalTest))
         .merge(app);
     // Every request counted and timed; outermost, its id and log span.
     Ok(app

@@ -5,7 +5,9 @@
 //! sends for a few real requests validates against the document's schema
 //! for it (checked here with the schema's own property lists), and
 //! `schemathesis` (PyPI), driven by the document against the live server,
-//! finds no 5xx and no response off the document.
+//! finds no 5xx and no response off the document. OData `$metadata` (CSDL)
+//! under each prefix is read by python-odata (PyPI), whose reflection must
+//! find every type with exactly the properties the live JSON carries.
 
 mod common;
 #[path = "common/tools.rs"]
@@ -155,4 +157,41 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_document() {
         .find(|l| l.trim_start().starts_with("Tested:"))
         .unwrap_or("");
     eprintln!("schemathesis: {} ({})", summary.trim(), tested.trim());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odata_client_reflects_the_metadata_and_it_matches_the_live_json() {
+    let t = TestServer::start().await;
+    let base = t.base_url();
+    let r = http("GET", &format!("{base}/v1.0/$metadata"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/xml"));
+    assert!(r.text.contains(r#"<Singleton Name="deviceManagement""#), "{}", r.text);
+    if tools::skip_interop() {
+        return;
+    }
+    let venv = tools::pip_install(
+        "lib/python3.11/site-packages/odata/service.py",
+        &["python-odata==0.8.1"],
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/odata_metadata.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(venv.join("bin/python"))
+            .arg(script)
+            .env("BASE", base)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

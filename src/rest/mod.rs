@@ -10,6 +10,7 @@ pub mod batch;
 pub mod error;
 pub mod json;
 pub mod links;
+pub mod metadata;
 pub mod odata;
 pub mod openapi;
 pub mod path;
