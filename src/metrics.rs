@@ -35,6 +35,8 @@ pub const COMMIT_WRITES: &str = "statusd_commit_batch_writes";
 pub const COMMIT_SECONDS: &str = "statusd_commit_flush_seconds";
 /// Rows per PostgreSQL create statement (see `store::postgres::batch`).
 pub const PG_BATCH_ROWS: &str = "statusd_postgres_create_batch_rows";
+/// Watch streams open now.
+pub const WATCHERS: &str = "statusd_watchers";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -85,6 +87,7 @@ fn describe() {
         "Duration of one sled group commit."
     );
     metrics::describe_histogram!(PG_BATCH_ROWS, "Status creates sent to PostgreSQL in one statement.");
+    metrics::describe_gauge!(WATCHERS, "Watch streams open now.");
 }
 
 /// A REST response's route label, set by the REST edge from the route it

@@ -356,3 +356,53 @@ async fn without_history_a_watch_starts_from_now_and_a_resume_is_out_of_range() 
     drop(live);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn open_watches_are_counted() {
+    let (server, _dir) = common::start_with(|_| {}).await;
+    let base = format!("http://{}", server.local_addr());
+    let ch = common::channel_to(&server).await;
+    let api = POLICIES;
+    api.create(&ch, api.new_parent("watched", "w")).await.unwrap();
+    let watchers = |t: &str| -> f64 {
+        t.lines()
+            .filter(|l| l.starts_with("statusd_watchers "))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let before = watchers(&common::http("GET", &format!("{base}/metrics"), None).await.text);
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let stream = DeviceCompliancePoliciesClient::new(ch.clone())
+            .watch_user_statuses(statusd::pb::WatchStatusesRequest {
+                parent_id: "watched".into(),
+                start_revision: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        streams.push(stream);
+    }
+    // The gauge moves when each watch's task starts and ends.
+    let settle = |want: f64| {
+        let base = base.clone();
+        async move {
+            for _ in 0..100 {
+                let now = watchers(&common::http("GET", &format!("{base}/metrics"), None).await.text);
+                if now == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("statusd_watchers never reached {want}");
+        }
+    };
+    settle(before + 2.0).await;
+    drop(streams);
+    // A watch ends when its client goes (with the next event or its check).
+    api.create_status(&ch, "User", "watched", UserMsg::default())
+        .await
+        .unwrap();
+    settle(before).await;
+    server.shutdown().await.unwrap();
+}

@@ -338,6 +338,7 @@ enum Next {
 
 impl Run {
     async fn run(mut self, mut live: broadcast::Receiver<Arc<(u64, Logged)>>, start: u64, now: u64, exists: bool) {
+        let _open = Open::new();
         if start != 0 {
             match self.replay(start, now).await {
                 Ok(Next::More) => {}
@@ -445,6 +446,22 @@ impl Run {
 
     async fn fail(&mut self, e: Error) {
         let _ = self.send(Err(e)).await;
+    }
+}
+
+/// Counts a watch in [`crate::metrics::WATCHERS`] while it runs.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        metrics::gauge!(crate::metrics::WATCHERS).increment(1.0);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::WATCHERS).decrement(1.0);
     }
 }
 
