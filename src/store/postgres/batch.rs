@@ -27,7 +27,7 @@ use super::errors::{retrying, violates, DbFailure};
 use super::{events, tally};
 use super::{parent_missing, status_exists, PostgresStore};
 use crate::error::{Error, Result};
-use crate::model::{ComplianceStatus, DateTime, StatusKind};
+use crate::model::{ComplianceStatus, StatusKind};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -148,8 +148,7 @@ async fn run(store: &PostgresStore, kind: StatusKind, mut batch: Vec<Pending>) {
             tally::accumulate(&mut deltas, parent_id, &tally::delta(None, Some(status)));
             logged.push((parent_id.as_str(), event));
         }
-        tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
-        events::record(&tx, &logged).await?;
+        events::count_and_record(&tx, &sql.tally_add, &deltas, &logged).await?;
         tx.commit().await?;
         Ok(Some(written))
     })

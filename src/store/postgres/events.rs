@@ -50,16 +50,34 @@ const MARK: &str = "UPDATE statusd_watch SET compacted = GREATEST(compacted, $1)
 const TRIM: &str = "DELETE FROM statusd_events WHERE revision <= $1";
 
 /// Records `events` (parent id, encoded [`Logged`]) in the caller's
-/// transaction, after its changes.
+/// transaction, after its changes (see also [`count_and_record`]).
 pub async fn record(tx: &Transaction<'_>, events: &[(&str, &[u8])]) -> Result<(), DbFailure> {
     if events.is_empty() {
         return Ok(());
     }
-    tx.query_one(&tx.prepare_cached(SHARE).await?, &[]).await?;
+    let (share, insert) = (tx.prepare_cached(SHARE).await?, tx.prepare_cached(INSERT).await?);
     let parents: Vec<&str> = events.iter().map(|(p, _)| *p).collect();
     let records: Vec<&[u8]> = events.iter().map(|(_, r)| *r).collect();
-    tx.execute(&tx.prepare_cached(INSERT).await?, &[&parents, &records])
-        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&parents, &records];
+    // Pipelined (one round trip); the server runs them in this order.
+    futures::try_join!(tx.query_one(&share, &[]), tx.execute(&insert, &params))?;
+    Ok(())
+}
+
+/// After a status write in `tx`: adds `deltas` to the tallies (with the
+/// collection's `tally_add`) and records `events`, pipelined into one round
+/// trip (the server still runs the statements in order).
+pub async fn count_and_record(
+    tx: &Transaction<'_>,
+    tally_add: &str,
+    deltas: &super::tally::Deltas<'_>,
+    events: &[(&str, &[u8])],
+) -> Result<(), DbFailure> {
+    let tally_add = tx.prepare_cached(tally_add).await?;
+    futures::try_join!(
+        super::tally::add(tx, &tally_add, deltas, crate::model::DateTime::now()),
+        record(tx, events)
+    )?;
     Ok(())
 }
 

@@ -35,7 +35,7 @@ use super::watch::{Feed, Filter, Logged};
 use super::{parent_exists, parent_missing, reference_missing, status_exists, Store};
 use crate::error::{Error, Result};
 use crate::model::Change;
-use crate::model::{ComplianceStatus, DateTime, Parent, ParentKind, Status, StatusKind, Tally};
+use crate::model::{ComplianceStatus, Parent, ParentKind, Status, StatusKind, Tally};
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use errors::{db_error, retrying, violates, DbFailure};
 use schema::{ParentSql, StatusSql};
@@ -227,8 +227,7 @@ impl PostgresStore {
                 }
                 Err(e) => return Err(e.into()),
             }
-            tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
-            events::record(&tx, &[(parent_id, event)]).await?;
+            events::count_and_record(&tx, &sql.tally_add, &deltas, &[(parent_id, event)]).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -501,8 +500,7 @@ impl Store for PostgresStore {
                 )
                 .await?;
             if n == 1 {
-                tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
-                events::record(&tx, &[(parent_id, &event)]).await?;
+                events::count_and_record(&tx, &sql.tally_add, &deltas, &[(parent_id, &event)]).await?;
             }
             tx.commit().await?;
             Ok(n == 1)
@@ -525,8 +523,7 @@ impl Store for PostgresStore {
             // Its tally loses the value it held.
             let removed = codec::decode_status(id, row.get(0))?.body.status();
             let deltas = tally::Deltas::from([(parent_id, tally::delta(Some(removed), None))]);
-            tally::add(&tx, &tx.prepare_cached(&sql.tally_add).await?, &deltas, DateTime::now()).await?;
-            events::record(&tx, &[(parent_id, &event)]).await?;
+            events::count_and_record(&tx, &sql.tally_add, &deltas, &[(parent_id, &event)]).await?;
             tx.commit().await?;
             Ok(true)
         })
