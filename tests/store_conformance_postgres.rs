@@ -157,19 +157,14 @@ async fn durable_on_return() {
     conformance::durable_on_return(&backend).await;
 }
 
-/// Replicas starting together on an empty database race to migrate it: all
-/// of them open, the schema is migrated once, and they share the data.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replicas_starting_together_migrate_once() {
-    let backend = match Postgres::new("migrate_race").await {
-        Ok(b) => b,
-        Err(reason) => return eprintln!("skipped: {reason}"),
-    };
-    let opens = (0..6).map(|_| {
+/// `n` replicas opened at once on `backend` (they race to migrate it), and
+/// the schema versions recorded afterwards.
+async fn open_together(backend: &Postgres, n: usize) -> (Vec<Arc<PostgresStore>>, Vec<String>) {
+    let opens = (0..n).map(|_| {
         let config = backend.config();
         tokio::spawn(async move { PostgresStore::connect(&config).await })
     });
-    let stores: Vec<Arc<PostgresStore>> = futures::future::join_all(opens)
+    let stores = futures::future::join_all(opens)
         .await
         .into_iter()
         .map(|r| r.unwrap().expect("every replica opens"))
@@ -179,6 +174,18 @@ async fn replicas_starting_together_migrate_once() {
         "SELECT version FROM statusd_schema_migrations ORDER BY version",
     )
     .await;
+    (stores, versions)
+}
+
+/// Replicas starting together on an empty database race to migrate it: all
+/// of them open, the schema is migrated once, and they share the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_migrate_once() {
+    let backend = match Postgres::new("migrate_race").await {
+        Ok(b) => b,
+        Err(reason) => return eprintln!("skipped: {reason}"),
+    };
+    let (stores, versions) = open_together(&backend, 6).await;
     let expected: Vec<String> = (1..=statusd::store::postgres::SCHEMA_VERSION)
         .map(|v| v.to_string())
         .collect();
@@ -375,20 +382,7 @@ async fn migration_2_counts_the_statuses_already_stored() {
     .await;
 
     // Four replicas of this build start at once on it.
-    let opens = (0..4).map(|_| {
-        let config = backend.config();
-        tokio::spawn(async move { PostgresStore::connect(&config).await })
-    });
-    let stores: Vec<Arc<PostgresStore>> = futures::future::join_all(opens)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().expect("every replica opens"))
-        .collect();
-    let versions = pg::query_strings(
-        &backend.url,
-        "SELECT version FROM statusd_schema_migrations ORDER BY version",
-    )
-    .await;
+    let (stores, versions) = open_together(&backend, 4).await;
     assert_eq!(versions, ["1", "2", "3"], "each migration recorded once");
 
     for (sk, pid, list) in &cases {

@@ -190,52 +190,40 @@ pub trait OverviewMessage: Sized + Send + 'static {
     fn from_model(o: Overview) -> Self;
 }
 
+/// The messages of one shape; device overviews also have the fields listed
+/// in brackets (`notApplicablePlatformCount`).
 macro_rules! overview_message {
-    ($shape:ident => $($msg:ty),+) => {$(
+    ($shape:ident $extras:tt => $($msg:ty),+) => {
+        $(overview_message!(@one $shape $extras $msg);)+
+    };
+    (@one $shape:ident [$($extra:ident: $count:ident),*] $msg:ty) => {
         impl OverviewMessage for $msg {
             const SHAPE: StatusShape = StatusShape::$shape;
             fn from_model(o: Overview) -> Self {
-                overview_message!(@fields $shape, o)
+                Self {
+                    pending_count: o.count(Count::Pending),
+                    not_applicable_count: o.count(Count::NotApplicable),
+                    $($extra: o.count(Count::$count),)*
+                    success_count: o.count(Count::Success),
+                    error_count: o.count(Count::Error),
+                    failed_count: o.count(Count::Failed),
+                    conflict_count: o.count(Count::Conflict),
+                    last_update_date_time: timestamp(o.last_update),
+                    configuration_version: o.configuration_version,
+                    revision: o.revision,
+                    id: o.id,
+                }
             }
-        }
-    )+};
-    (@fields User, $o:ident) => {
-        Self {
-            pending_count: $o.count(Count::Pending),
-            not_applicable_count: $o.count(Count::NotApplicable),
-            success_count: $o.count(Count::Success),
-            error_count: $o.count(Count::Error),
-            failed_count: $o.count(Count::Failed),
-            conflict_count: $o.count(Count::Conflict),
-            last_update_date_time: timestamp($o.last_update),
-            configuration_version: $o.configuration_version,
-            revision: $o.revision,
-            id: $o.id,
-        }
-    };
-    (@fields Device, $o:ident) => {
-        Self {
-            pending_count: $o.count(Count::Pending),
-            not_applicable_count: $o.count(Count::NotApplicable),
-            not_applicable_platform_count: $o.count(Count::NotApplicablePlatform),
-            success_count: $o.count(Count::Success),
-            error_count: $o.count(Count::Error),
-            failed_count: $o.count(Count::Failed),
-            conflict_count: $o.count(Count::Conflict),
-            last_update_date_time: timestamp($o.last_update),
-            configuration_version: $o.configuration_version,
-            revision: $o.revision,
-            id: $o.id,
         }
     };
 }
 
-overview_message!(User =>
+overview_message!(User [] =>
     pb::DeviceComplianceUserOverview,
     pb::ManagedDeviceMobileAppConfigurationUserSummary,
     pb::DeviceConfigurationUserOverview
 );
-overview_message!(Device =>
+overview_message!(Device [not_applicable_platform_count: NotApplicablePlatform] =>
     pb::DeviceComplianceDeviceOverview,
     pb::ManagedDeviceMobileAppConfigurationDeviceSummary,
     pb::DeviceConfigurationDeviceOverview

@@ -12,8 +12,7 @@ use super::path::ApiVersion;
 use crate::error::{Error, Result};
 use crate::model::parent::GRAPH_TYPE_PREFIX;
 use crate::model::{
-    ComplianceStatus, DateTime, Overview, OverviewSchema, Parent, ParentKind, Status, StatusBody, StatusKind,
-    StatusShape,
+    ComplianceStatus, DateTime, Overview, Parent, ParentKind, Status, StatusBody, StatusKind, StatusShape,
 };
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -276,15 +275,6 @@ impl Serialize for StatusView<'_> {
             }
         }
         m.end()
-    }
-}
-
-/// Which overview schema a REST version serves (v1.0's, or beta's).
-pub fn overview_schema(version: ApiVersion) -> OverviewSchema {
-    if version.is_beta() {
-        OverviewSchema::Beta
-    } else {
-        OverviewSchema::V1
     }
 }
 

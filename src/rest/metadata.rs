@@ -7,7 +7,7 @@
 //! the version has, and Graph's two singletons, `deviceManagement` and
 //! `deviceAppManagement`, that contain the parent collections.
 
-use super::json::{overview_schema, status_properties};
+use super::json::status_properties;
 use super::path::ApiVersion;
 use crate::model::property::{parent_schema, status_schema, PropertyType};
 use crate::model::{overview, ComplianceStatus, ParentKind, StatusKind};
@@ -108,7 +108,7 @@ fn build(version: ApiVersion) -> String {
             }
         });
     }
-    let schema = overview_schema(version);
+    let schema = version.overview_schema();
     for sk in StatusKind::ALL {
         let types = status_schema(sk.shape);
         entity(&mut out, sk.entity_name(), false, |out| {

@@ -93,13 +93,18 @@ impl Ctx<'_> {
     }
 
     fn statuses_context(&self, kind: StatusKind, parent_id: &str) -> String {
+        self.navigation_context(kind.parent, parent_id, kind.segment())
+    }
+
+    /// `…/$metadata#{root}/{collection}('{parent_id}')/{segment}`.
+    fn navigation_context(&self, parent: ParentKind, parent_id: &str, segment: &str) -> String {
         format!(
             "{}{}/{}('{}')/{}",
             self.metadata(),
-            kind.parent.root(),
-            kind.parent.collection(),
+            parent.root(),
+            parent.collection(),
             parent_id.replace('\'', "''"),
-            kind.segment()
+            segment
         )
     }
 
@@ -517,19 +522,15 @@ impl Rest {
     }
 
     async fn get_overview(&self, ctx: &Ctx<'_>, kind: StatusKind, pp: &ParentPath) -> Result<Response, GraphError> {
-        let schema = json::overview_schema(ctx.version);
+        let schema = ctx.version.overview_schema();
         let props = overview::overview_schema(kind.shape, schema);
         let names: Vec<&str> = props.iter().map(|(n, _)| *n).collect();
         let opts = ctx.options(&names)?;
         let parent_id = self.resolve(pp).await?;
         let overview = self.service.get_overview(kind, &parent_id, schema).await?;
         let context = format!(
-            "{}{}/{}('{}')/{}/$entity",
-            ctx.metadata(),
-            kind.parent.root(),
-            kind.parent.collection(),
-            parent_id.replace('\'', "''"),
-            kind.overview_segment()
+            "{}/$entity",
+            ctx.navigation_context(kind.parent, &parent_id, kind.overview_segment())
         );
         Ok(serialized(
             StatusCode::OK,

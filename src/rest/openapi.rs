@@ -4,7 +4,7 @@
 //! schemas each version shows (`platform` under beta only), Graph's error
 //! body, the query options, and `$batch`.
 
-use super::json::{self, status_properties};
+use super::json::status_properties;
 use super::path::ApiVersion;
 use crate::model::property::{parent_schema, PropertyType};
 use crate::model::{overview, ComplianceStatus, ParentKind, StatusKind};
@@ -63,7 +63,7 @@ fn overview_schema_json(kind: StatusKind, version: ApiVersion) -> Value {
     let mut properties = Map::new();
     properties.insert("@odata.context".into(), json!({"type": "string", "readOnly": true}));
     properties.insert("@odata.type".into(), json!({"type": "string", "readOnly": true}));
-    for (name, t) in overview::overview_schema(kind.shape, json::overview_schema(version)) {
+    for (name, t) in overview::overview_schema(kind.shape, version.overview_schema()) {
         properties.insert(name.into(), schema_of(t));
     }
     json!({"type": "object", "properties": properties, "additionalProperties": false, "readOnly": true})

@@ -53,6 +53,15 @@ impl ApiVersion {
     pub fn is_beta(self) -> bool {
         self != ApiVersion::V1
     }
+
+    /// The overview properties this prefix shows (v1.0's, or beta's).
+    pub fn overview_schema(self) -> crate::model::OverviewSchema {
+        if self.is_beta() {
+            crate::model::OverviewSchema::Beta
+        } else {
+            crate::model::OverviewSchema::V1
+        }
+    }
 }
 
 /// A certificate navigation of a device configuration (beta).

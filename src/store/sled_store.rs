@@ -13,7 +13,10 @@ use super::codec::encode_record;
 use super::sled_flush::FlushTarget;
 use super::space::SpaceGuard;
 use super::wal::{self, Action, Commit, Durability, Merge, Op, Wal};
-use super::watch::{self as events, EventStream, Feed, Filter, Logged, SledHistory};
+// A tree's log number is the number events name its collection by.
+use super::watch::{
+    parent_number as parent_tree, status_number as status_tree, EventStream, Feed, Filter, Logged, SledHistory,
+};
 use super::{codec, durable_dir, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::id::MAX_ID_LEN;
@@ -92,14 +95,6 @@ const REVISION_KEY: &[u8] = b"wal_revision";
 const CASCADES_TREE: u8 = 0;
 /// Watch's history of changes, by revision.
 const HISTORY_TREE: u8 = 255;
-
-fn parent_tree(kind: ParentKind) -> u8 {
-    events::parent_number(kind)
-}
-
-fn status_tree(kind: StatusKind) -> u8 {
-    events::status_number(kind)
-}
 
 /// Every tree, by its log number.
 #[derive(Clone)]

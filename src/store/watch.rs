@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 pub const LIVE_BUFFER: usize = 4096;
 
 /// Events read from the history per step of a replay.
-const REPLAY_CHUNK: usize = 512;
+pub const REPLAY_CHUNK: usize = 512;
 
 /// Key (in sled's default tree) of the last revision the history no longer
 /// holds.

@@ -20,7 +20,7 @@
 use super::errors::{retrying, DbFailure};
 use crate::error::{Error, Result};
 use crate::store::codec;
-use crate::store::watch::{Feed, Filter, History, Logged};
+use crate::store::watch::{Feed, Filter, History, Logged, REPLAY_CHUNK};
 use deadpool_postgres::{Pool, Transaction};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// How often a replica trims the history.
 const COMPACT_EVERY: Duration = Duration::from_secs(1);
 
-/// Events read per statement.
+/// Events the poller reads per statement.
 const PAGE: i64 = 1000;
 
 const SHARE: &str = "SELECT compacted FROM statusd_watch WHERE id = 0 FOR SHARE";
@@ -109,7 +109,7 @@ impl History for PgHistory {
             Ok(client
                 .query(
                     &client.prepare_cached(CHUNK).await?,
-                    &[&filter.parent_id, &param(from), &param(through), &PAGE],
+                    &[&filter.parent_id, &param(from), &param(through), &(REPLAY_CHUNK as i64)],
                 )
                 .await?)
         })
