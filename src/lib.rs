@@ -9,6 +9,7 @@
 //! holds the subcommands besides serving.
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -46,12 +46,16 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, req: Request, next: Next) 
             requirement: Some(r),
             route: None,
         },
-        None => match Permissions::rest(req.method(), path) {
-            Some((r, route)) => Operation {
+        None => match (Permissions::admin(path), Permissions::rest(req.method(), path)) {
+            (Some(r), _) => Operation {
+                requirement: Some(r),
+                route: None,
+            },
+            (None, Some((r, route))) => Operation {
                 requirement: Some(r),
                 route: Some(route),
             },
-            None => Operation {
+            (None, None) => Operation {
                 requirement: None,
                 route: None,
             },

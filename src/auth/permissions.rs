@@ -98,6 +98,9 @@ pub enum Access {
 pub enum Resource {
     /// A parent collection, its statuses included (the parent decides the family).
     Collection(ParentKind),
+    /// Every collection at once (`GET /admin/backup`): needs what reading
+    /// each of them needs, both permission families.
+    Everything,
     /// `Diagnostics/Ping`: touches no data. It requires any one of the four
     /// permissions, as a read of nothing: liveness without a token is what
     /// `grpc.health.v1` is for, and the benchmark's no-op ceiling must pay
@@ -119,7 +122,7 @@ impl Requirement {
     pub fn satisfied_by(self) -> &'static [Permission] {
         use Permission::*;
         let family = match self.resource {
-            Resource::Diagnostics => return &Permission::ALL,
+            Resource::Diagnostics | Resource::Everything => return &Permission::ALL,
             Resource::Collection(kind) => family(kind),
         };
         match (family, self.access) {
@@ -132,13 +135,32 @@ impl Requirement {
 
     /// Whether `grants` allow the operation.
     pub fn allows(self, grants: Grants) -> bool {
-        self.satisfied_by().iter().any(|p| grants.has(*p))
+        match self.resource {
+            Resource::Everything => self.per_family().iter().all(|r| r.allows(grants)),
+            _ => self.satisfied_by().iter().any(|p| grants.has(*p)),
+        }
     }
 
     /// The permission(s) needed, for the 403's message.
     pub fn needed(self) -> String {
-        let names: Vec<&str> = self.satisfied_by().iter().map(|p| p.name()).collect();
-        names.join(" or ")
+        match self.resource {
+            Resource::Everything => {
+                let each: Vec<String> = self.per_family().iter().map(|r| format!("({})", r.needed())).collect();
+                each.join(" and ")
+            }
+            _ => {
+                let names: Vec<&str> = self.satisfied_by().iter().map(|p| p.name()).collect();
+                names.join(" or ")
+            }
+        }
+    }
+
+    /// [`Resource::Everything`] as one requirement per permission family.
+    fn per_family(self) -> [Requirement; 2] {
+        [ParentKind::DeviceConfiguration, ParentKind::MobileAppConfiguration].map(|kind| Requirement {
+            resource: Resource::Collection(kind),
+            access: self.access,
+        })
     }
 
     /// A short name of what is touched, for the audit line.
@@ -146,6 +168,7 @@ impl Requirement {
         match self.resource {
             Resource::Collection(kind) => kind.collection(),
             Resource::Diagnostics => "diagnostics",
+            Resource::Everything => "everything",
         }
     }
 }
@@ -273,6 +296,15 @@ impl Permissions {
         self.grpc.keys().map(String::as_str)
     }
 
+    /// What a statusd (non-Graph) REST path needs: `GET /admin/backup`
+    /// reads everything.
+    pub fn admin(path: &str) -> Option<Requirement> {
+        (path == crate::rest::BACKUP_PATH).then_some(Requirement {
+            resource: Resource::Everything,
+            access: Access::Read,
+        })
+    }
+
     /// What a REST request needs, with the route it names (`None`: not a
     /// Graph path statusd serves; the router answers it with a 400).
     pub fn rest(method: &Method, path: &str) -> Option<(Requirement, Route)> {
@@ -346,6 +378,18 @@ mod tests {
         assert!(!config(Access::Read).allows(only(Permission::AppsReadWrite)));
         assert!(!apps(Access::Read).allows(only(Permission::ConfigurationReadWrite)));
         assert_eq!(apps(Access::Write).needed(), "DeviceManagementApps.ReadWrite.All");
+        let everything = Permissions::admin("/admin/backup").unwrap();
+        assert!(!everything.allows(only(Permission::ConfigurationReadWrite)));
+        assert!(!everything.allows(only(Permission::AppsRead)));
+        assert!(everything.allows(Grants::from_claims(
+            Some("DeviceManagementConfiguration.Read.All DeviceManagementApps.ReadWrite.All"),
+            &[]
+        )));
+        assert_eq!(
+            everything.needed(),
+            "(DeviceManagementConfiguration.Read.All or DeviceManagementConfiguration.ReadWrite.All) and \
+             (DeviceManagementApps.Read.All or DeviceManagementApps.ReadWrite.All)"
+        );
     }
 
     #[test]

@@ -85,6 +85,29 @@ impl Api {
         })
     }
 
+    /// A GET whose body is read as it comes (no overall time limit: a
+    /// backup of millions of records takes minutes); errors are messages.
+    pub async fn get_streamed(&self, url: &str) -> Result<reqwest::Response, String> {
+        let mut req = self
+            .http
+            .get(url)
+            .timeout(std::time::Duration::from_secs(7 * 24 * 3600));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await.unwrap_or_default();
+            let answer = Answer {
+                status,
+                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            };
+            return Err(format!("GET {url}: {}", answer.error_message()));
+        }
+        Ok(resp)
+    }
+
     /// GET that must succeed.
     pub async fn get_ok(&self, url: &str) -> Result<Value, String> {
         let a = self.send(reqwest::Method::GET, url, None).await?;

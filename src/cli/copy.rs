@@ -54,7 +54,7 @@ pub struct CopyArgs {
     pub concurrency: usize,
 }
 
-fn concurrency(s: &str) -> Result<usize, String> {
+pub(super) fn concurrency(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
         _ => Err(format!("'{s}' is not a number from 1 to 1024")),
@@ -62,7 +62,7 @@ fn concurrency(s: &str) -> Result<usize, String> {
 }
 
 /// What became of one record.
-enum Outcome {
+pub(super) enum Outcome {
     /// Written to the target.
     Copied,
     /// The target already held an equal record.
@@ -73,12 +73,12 @@ enum Outcome {
 
 /// The counts of one collection.
 #[derive(Debug, Default, Clone)]
-struct Tally {
-    source: u64,
-    target: u64,
-    copied: u64,
-    already: u64,
-    conflicts: u64,
+pub(super) struct Tally {
+    pub source: u64,
+    pub target: u64,
+    pub copied: u64,
+    pub already: u64,
+    pub conflicts: u64,
 }
 
 impl Tally {
@@ -121,11 +121,21 @@ impl ParentPages {
 
 /// The counts of the certificate-reference pass.
 #[derive(Debug, Default)]
-struct References {
-    set: u64,
-    already: u64,
-    conflicts: u64,
-    dangling: u64,
+pub(super) struct References {
+    pub set: u64,
+    pub already: u64,
+    pub conflicts: u64,
+    pub dangling: u64,
+}
+
+/// What a copy (or a restore) did, collection by collection.
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    /// Per [`ParentKind::ALL`].
+    pub parents: [Tally; 3],
+    /// Per [`StatusKind::ALL`].
+    pub statuses: [Tally; 6],
+    pub references: References,
 }
 
 /// Runs the copy; the error is the message to print.
@@ -174,54 +184,13 @@ pub async fn run(args: &CopyArgs) -> Result<(), String> {
         target: target.clone(),
         concurrency: args.concurrency,
         progress,
-        parents: Default::default(),
-        statuses: Default::default(),
-        references: References::default(),
+        ledger: Ledger::default(),
     };
     let copied = copy.all().await;
     copy.progress.finish();
     copied?;
 
-    // Read the target back, as a client would, and compare.
-    for (i, kind) in ParentKind::ALL.into_iter().enumerate() {
-        let (parents, statuses) = count(&*target, kind, args.concurrency)
-            .await
-            .map_err(|e| format!("cannot count the {} in the target: {e}", kind.collection()))?;
-        copy.parents[i].target = parents;
-        for (sk, n) in kind.status_kinds().into_iter().zip(statuses) {
-            copy.statuses[status_index(sk)].target = n;
-        }
-    }
-    let summary = copy.summary();
-    println!("{summary}");
-    let r = &copy.references;
-    println!(
-        "certificate references: {} set, {} already there, {} conflicts, {} dangling dropped",
-        r.set, r.already, r.conflicts, r.dangling
-    );
-
-    let differ: Vec<String> = copy
-        .rows()
-        .into_iter()
-        .filter(|(_, t)| t.source != t.target)
-        .map(|(name, t)| format!("{name} (source {}, target {})", t.source, t.target))
-        .collect();
-    let conflicts: u64 = copy.rows().iter().map(|(_, t)| t.conflicts).sum::<u64>() + r.conflicts;
-    let seconds = started.elapsed().as_secs_f64();
-    match (differ.is_empty(), conflicts) {
-        (true, 0) => {
-            println!("verified: the target holds as many records as the source in every collection ({seconds:.1}s)");
-            Ok(())
-        }
-        (true, n) => Err(format!(
-            "{n} records exist in the target with other content and were left as they are (see the conflict lines above)"
-        )),
-        (false, n) => Err(format!(
-            "verification failed: the target's counts differ from the source's in {}{}",
-            differ.join(", "),
-            if n > 0 { format!("; and {n} conflicts") } else { String::new() }
-        )),
-    }
+    copy.ledger.verify(&*target, args.concurrency, started).await
 }
 
 /// Opens the sled store offline, or says why not.
@@ -267,11 +236,7 @@ struct Copier {
     target: Arc<dyn Store>,
     concurrency: usize,
     progress: Progress,
-    /// Per [`ParentKind::ALL`].
-    parents: [Tally; 3],
-    /// Per [`StatusKind::ALL`].
-    statuses: [Tally; 6],
-    references: References,
+    ledger: Ledger,
 }
 
 impl Copier {
@@ -279,7 +244,7 @@ impl Copier {
         for (i, kind) in ParentKind::ALL.into_iter().enumerate() {
             self.progress.start(kind.collection());
             self.parents(kind, i).await?;
-            self.progress.println(&self.parents[i].line(kind.collection()));
+            self.progress.println(&self.ledger.parents[i].line(kind.collection()));
         }
         self.references().await?;
         for kind in ParentKind::ALL {
@@ -287,7 +252,8 @@ impl Copier {
                 let name = status_collection(sk);
                 self.progress.start(&name);
                 self.statuses(sk).await?;
-                self.progress.println(&self.statuses[status_index(sk)].line(&name));
+                self.progress
+                    .println(&self.ledger.statuses[status_index(sk)].line(&name));
             }
         }
         Ok(())
@@ -298,13 +264,13 @@ impl Copier {
         let read_error = |e: Error| format!("cannot read the {}: {e}", kind.collection());
         let mut pages = ParentPages::new(kind);
         while let Some(page) = pages.next(&*self.source).await.map_err(read_error)? {
-            self.parents[i].source += page.len() as u64;
+            self.ledger.parents[i].source += page.len() as u64;
             let target = &self.target;
             let mut writes = stream::iter(page)
                 .map(|p| async move { copy_parent(&**target, kind, &p).await })
                 .buffer_unordered(self.concurrency);
             while let Some(outcome) = writes.next().await {
-                record(&mut self.parents[i], &mut self.progress, outcome?);
+                record(&mut self.ledger.parents[i], &mut self.progress, outcome?);
             }
         }
         Ok(())
@@ -333,10 +299,10 @@ impl Copier {
                 .buffer_unordered(self.concurrency);
             while let Some(outcome) = writes.next().await {
                 match outcome? {
-                    Outcome::Copied => self.references.set += 1,
-                    Outcome::AlreadyThere => self.references.already += 1,
+                    Outcome::Copied => self.ledger.references.set += 1,
+                    Outcome::AlreadyThere => self.ledger.references.already += 1,
                     Outcome::Conflict(m) => {
-                        self.references.conflicts += 1;
+                        self.ledger.references.conflicts += 1;
                         self.progress.warn(&m);
                     }
                 }
@@ -368,7 +334,7 @@ impl Copier {
                     "warning: deviceConfiguration '{id}': {field} references deviceConfiguration '{target}', \
                      which does not exist; the reference is dropped"
                 ));
-                self.references.dangling += 1;
+                self.ledger.references.dangling += 1;
                 *reference = None;
             }
         }
@@ -392,7 +358,7 @@ impl Copier {
                         .map_err(read_error)?;
                     let n = page.len();
                     after = page.last().map(|s| s.id.clone());
-                    self.statuses[status_index(sk)].source += n as u64;
+                    self.ledger.statuses[status_index(sk)].source += n as u64;
                     batch.extend(page.into_iter().map(|s| (p.id.clone(), s)));
                     if batch.len() >= PAGE {
                         self.write_statuses(sk, std::mem::take(&mut batch)).await?;
@@ -408,7 +374,7 @@ impl Copier {
 
     async fn write_statuses(&mut self, sk: StatusKind, batch: Vec<(String, Status)>) -> Result<(), String> {
         let target = &self.target;
-        let tally = &mut self.statuses[status_index(sk)];
+        let tally = &mut self.ledger.statuses[status_index(sk)];
         let mut writes = stream::iter(batch)
             .map(|(parent_id, s)| async move { copy_status(&**target, sk, &parent_id, &s).await })
             .buffer_unordered(self.concurrency);
@@ -416,6 +382,50 @@ impl Copier {
             record(tally, &mut self.progress, outcome?);
         }
         Ok(())
+    }
+}
+
+impl Ledger {
+    /// Reads the target back, as a client would, compares its counts with
+    /// the source's, and prints the summary; the error says what differs.
+    pub async fn verify(&mut self, target: &dyn Store, concurrency: usize, started: Instant) -> Result<(), String> {
+        for (i, kind) in ParentKind::ALL.into_iter().enumerate() {
+            let (parents, statuses) = count(target, kind, concurrency)
+                .await
+                .map_err(|e| format!("cannot count the {} in the target: {e}", kind.collection()))?;
+            self.parents[i].target = parents;
+            for (sk, n) in kind.status_kinds().into_iter().zip(statuses) {
+                self.statuses[status_index(sk)].target = n;
+            }
+        }
+        println!("{}", self.summary());
+        let r = &self.references;
+        println!(
+            "certificate references: {} set, {} already there, {} conflicts, {} dangling dropped",
+            r.set, r.already, r.conflicts, r.dangling
+        );
+        let differ: Vec<String> = self
+            .rows()
+            .into_iter()
+            .filter(|(_, t)| t.source != t.target)
+            .map(|(name, t)| format!("{name} (source {}, target {})", t.source, t.target))
+            .collect();
+        let conflicts: u64 = self.rows().iter().map(|(_, t)| t.conflicts).sum::<u64>() + r.conflicts;
+        let seconds = started.elapsed().as_secs_f64();
+        match (differ.is_empty(), conflicts) {
+            (true, 0) => {
+                println!("verified: the target holds as many records as the source in every collection ({seconds:.1}s)");
+                Ok(())
+            }
+            (true, n) => Err(format!(
+                "{n} records exist in the target with other content and were left as they are (see the conflict lines above)"
+            )),
+            (false, n) => Err(format!(
+                "verification failed: the target's counts differ from the source's in {}{}",
+                differ.join(", "),
+                if n > 0 { format!("; and {n} conflicts") } else { String::new() }
+            )),
+        }
     }
 
     /// The collections in display order, with their counts.
@@ -458,7 +468,7 @@ impl Copier {
     }
 }
 
-fn record(tally: &mut Tally, progress: &mut Progress, outcome: Outcome) {
+pub(super) fn record(tally: &mut Tally, progress: &mut Progress, outcome: Outcome) {
     match outcome {
         Outcome::Copied => tally.copied += 1,
         Outcome::AlreadyThere => tally.already += 1,
@@ -470,7 +480,7 @@ fn record(tally: &mut Tally, progress: &mut Progress, outcome: Outcome) {
     progress.inc(1);
 }
 
-fn status_index(kind: StatusKind) -> usize {
+pub(super) fn status_index(kind: StatusKind) -> usize {
     StatusKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
@@ -509,7 +519,7 @@ where
 }
 
 /// Creates `p` (without references) in the target.
-async fn copy_parent(target: &dyn Store, kind: ParentKind, p: &Parent) -> Result<Outcome, String> {
+pub(super) async fn copy_parent(target: &dyn Store, kind: ParentKind, p: &Parent) -> Result<Outcome, String> {
     let bare = stripped(p);
     match retrying(|| target.create_parent(kind, &bare)).await {
         Ok(()) => Ok(Outcome::Copied),
@@ -543,7 +553,7 @@ async fn copy_parent(target: &dyn Store, kind: ParentKind, p: &Parent) -> Result
 
 /// Sets the references of `p` (its dangling ones already dropped) on the
 /// stripped copy in the target.
-async fn set_references(target: &dyn Store, kind: ParentKind, p: &Parent) -> Result<Outcome, String> {
+pub(super) async fn set_references(target: &dyn Store, kind: ParentKind, p: &Parent) -> Result<Outcome, String> {
     let bare = stripped(p);
     let swapped = retrying(|| target.replace_parent(kind, &bare, p))
         .await
@@ -565,7 +575,12 @@ async fn set_references(target: &dyn Store, kind: ParentKind, p: &Parent) -> Res
     })
 }
 
-async fn copy_status(target: &dyn Store, sk: StatusKind, parent_id: &str, s: &Status) -> Result<Outcome, String> {
+pub(super) async fn copy_status(
+    target: &dyn Store,
+    sk: StatusKind,
+    parent_id: &str,
+    s: &Status,
+) -> Result<Outcome, String> {
     let what = || format!("{sk} '{}' of {} '{parent_id}'", s.id, sk.parent);
     match retrying(|| target.create_status(sk, parent_id, s)).await {
         Ok(()) => Ok(Outcome::Copied),

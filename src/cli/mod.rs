@@ -3,14 +3,19 @@
 //! `statusd` with no subcommand takes the server's flags ([`Config`]) exactly
 //! as before subcommands existed; `statusd token` and `statusd dev-keys` make
 //! the key pair and tokens for trying auth without an identity provider;
-//! `statusd copy` copies a sled data directory into PostgreSQL.
+//! `statusd copy` copies a sled data directory into PostgreSQL; `export`
+//! and `import` move Graph JSON through a running server; `backup` takes a
+//! consistent backup of a running server, `restore` fills an empty store
+//! from one.
 
 mod api;
+pub mod backup;
 pub mod copy;
 pub mod dev_keys;
 pub mod export;
 pub mod import;
 mod progress;
+pub mod restore;
 pub mod token;
 
 use crate::config::Config;
@@ -42,6 +47,10 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Create the records of JSON lines of Graph entities in a running server.
     Import(import::ImportArgs),
+    /// Take a consistent backup of a running server into a file.
+    Backup(backup::BackupArgs),
+    /// Fill an empty store (a new sled directory or an empty database) from a backup file.
+    Restore(restore::RestoreArgs),
 }
 
 impl Command {
@@ -53,6 +62,8 @@ impl Command {
             Command::Copy(args) => copy::run(&args).await,
             Command::Export(args) => export::run(&args).await,
             Command::Import(args) => import::run(&args).await,
+            Command::Backup(args) => backup::run(&args).await,
+            Command::Restore(args) => restore::run(&args).await,
         }
     }
 }

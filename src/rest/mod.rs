@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use error::{GraphError, JSON};
+use futures::StreamExt;
 use path::{ApiVersion, Certificate, ParentPath, Route};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
@@ -57,9 +58,32 @@ pub fn router(service: Service, body_limit: usize, links: Links) -> Router {
         .route("/v1.0/{*path}", any(handle))
         .route("/beta/{*path}", any(handle))
         .route("/localtest/{*path}", any(handle))
+        .route(BACKUP_PATH, axum::routing::get(backup))
         .with_state(Rest { service, links })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(error::graph_headers))
+}
+
+/// Where `statusd backup` reads a backup from (not a Graph path).
+pub const BACKUP_PATH: &str = "/admin/backup";
+
+/// `GET /admin/backup`: a [`crate::backup`] file, streamed.
+async fn backup(State(rest): State<Rest>) -> Response {
+    match rest.service.backup().await {
+        Ok(lines) => {
+            let body = tokio_stream::wrappers::ReceiverStream::new(lines)
+                .map(|chunk| chunk.map(Bytes::from).map_err(std::io::Error::other));
+            (
+                [
+                    (header::CONTENT_TYPE, "application/x-ndjson"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                Body::from_stream(body),
+            )
+                .into_response()
+        }
+        Err(e) => GraphError::from(e).into_response(),
+    }
 }
 
 async fn handle(State(rest): State<Rest>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {

@@ -34,6 +34,49 @@ pub struct Service {
 }
 
 impl Service {
+    /// A backup of every record: the lines of a [`crate::backup`] file,
+    /// from one consistent snapshot, a chunk at a time; an `Err` chunk means
+    /// the snapshot failed part-way (the stream must then be cut, so the
+    /// file has no closing line and is refused as truncated).
+    pub async fn backup(&self) -> Result<tokio::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>> {
+        // The expected size first: the snapshot may hold more or fewer.
+        let expected = self.store.count_records().await?.total();
+        let mut snapshot = self.store.snapshot().await?;
+        let (mut writer, header) = crate::backup::Writer::start(&crate::backup::Header {
+            revision: snapshot.revision,
+            taken_at: DateTime::now().to_string(),
+            expected_records: expected,
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            if tx.send(Ok(header)).await.is_err() {
+                return;
+            }
+            let mut records = 0u64;
+            while let Some(chunk) = snapshot.chunks.recv().await {
+                let mut out = Vec::new();
+                let encoded = chunk
+                    .map_err(|e| e.to_string())
+                    .and_then(|items| writer.items(&items, &mut out).map(|()| items.len()));
+                match encoded {
+                    Ok(n) => records += n as u64,
+                    Err(e) => {
+                        tracing::error!(error = %e, records, "the backup failed part-way");
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+                if tx.send(Ok(out)).await.is_err() {
+                    tracing::warn!(records, "the backup's client went away");
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(writer.finish())).await;
+            tracing::info!(records, "backup streamed");
+        });
+        Ok(rx)
+    }
+
     /// A service over `store`, with the default [`QueryLimits`].
     pub fn new(store: Arc<dyn Store>) -> Self {
         let (never, stopping) = tokio::sync::watch::channel(false);

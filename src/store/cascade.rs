@@ -37,6 +37,9 @@ const BATCH: usize = 1000;
 /// a large cascade uses at most a third of a core, and requests keep the rest.
 const REST_PER_BUSY: u32 = 2;
 
+/// How often a cascade waiting for a snapshot to end looks again.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Batches a delete removes itself before it hands the rest to the thread:
 /// a few milliseconds of work at most.
 pub const INLINE_BATCHES: usize = 2;
@@ -48,19 +51,24 @@ pub struct CascadeTrees {
     pub statuses: HashMap<StatusKind, sled::Tree>,
     /// Pending cascades: key [`keys::cascade_key`], empty value.
     pub cascades: sled::Tree,
+    /// Raised while a snapshot is open (see [`super::snapshot`]): statuses
+    /// are then removed by no one.
+    pub capture: Arc<super::snapshot::Capture>,
 }
 
 impl CascadeTrees {
     /// Removes every status of `parent_id` under `kind`; `Ok(false)` if
-    /// `stop` was raised, or `max_batches` full batches were removed, before
-    /// the end (the cascade can be run again). The caller removes the marker.
+    /// `stop` was raised, `max_batches` full batches were removed, or a
+    /// snapshot is open, before the end (the cascade can be run again). The
+    /// caller removes the marker.
     pub fn run(&self, kind: ParentKind, parent_id: &str, stop: &AtomicBool, max_batches: usize) -> Result<bool> {
         self.run_paced(kind, parent_id, stop, max_batches, 0)
     }
 
     /// As [`CascadeTrees::run`], resting after each batch `rest_per_busy`
     /// times as long as the batch took: background work leaves the cores
-    /// to requests.
+    /// to requests. Background work (`rest_per_busy > 0`) waits while a
+    /// snapshot is open instead of returning.
     fn run_paced(
         &self,
         kind: ParentKind,
@@ -78,6 +86,19 @@ impl CascadeTrees {
                     return Ok(false);
                 }
                 let started = std::time::Instant::now();
+                let gate = self
+                    .capture
+                    .gate
+                    .read()
+                    .map_err(|_| Error::Internal("the snapshot gate is poisoned".into()))?;
+                if *gate {
+                    drop(gate);
+                    if rest_per_busy == 0 {
+                        return Ok(false);
+                    }
+                    std::thread::sleep(SNAPSHOT_WAIT);
+                    continue;
+                }
                 let mut batch = sled::Batch::default();
                 let mut n = 0;
                 for key in tree.scan_prefix(&prefix).keys().take(BATCH) {
@@ -85,6 +106,7 @@ impl CascadeTrees {
                     n += 1;
                 }
                 tree.apply_batch(batch)?;
+                drop(gate);
                 if n < BATCH {
                     // Nothing is left under this parent in this tree.
                     break;

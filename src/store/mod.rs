@@ -36,6 +36,7 @@ pub mod keys;
 pub mod postgres;
 mod sled_flush;
 mod sled_store;
+pub mod snapshot;
 mod space;
 pub mod wal;
 pub mod watch;
@@ -156,4 +157,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything written so far durable (used at shutdown).
     async fn flush(&self) -> Result<()>;
+
+    /// A consistent snapshot of every record, read while writes go on (see
+    /// [`snapshot`]); one at a time per store (UNAVAILABLE while another is
+    /// open).
+    async fn snapshot(&self) -> Result<snapshot::Snapshot>;
+
+    /// How many records each collection holds, from the tallies (O(parents),
+    /// not O(records)): for metrics, and a backup's expected size.
+    async fn count_records(&self) -> Result<RecordCounts>;
+}
+
+/// The records of every collection: parents by [`ParentKind::ALL`], statuses
+/// by [`StatusKind::ALL`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// Parents per collection.
+    pub parents: [u64; 3],
+    /// Statuses per collection.
+    pub statuses: [u64; 6],
+}
+
+impl RecordCounts {
+    /// Every record.
+    pub fn total(&self) -> u64 {
+        self.parents.iter().chain(&self.statuses).sum()
+    }
 }

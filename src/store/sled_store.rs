@@ -11,13 +11,14 @@
 use super::cascade::{self, CascadeTrees, Cascader, INLINE_BATCHES};
 use super::codec::encode_record;
 use super::sled_flush::FlushTarget;
+use super::snapshot::{self, Capture, Snapshot};
 use super::space::SpaceGuard;
 use super::wal::{self, Action, Commit, Durability, Merge, Op, Wal};
 // A tree's log number is the number events name its collection by.
 use super::watch::{
     parent_number as parent_tree, status_number as status_tree, EventStream, Feed, Filter, Logged, SledHistory,
 };
-use super::{codec, durable_dir, keys, Store};
+use super::{codec, durable_dir, keys, RecordCounts, Store};
 use crate::error::{Error, Result};
 use crate::model::id::MAX_ID_LEN;
 use crate::model::limits::MAX_RECORD_BYTES;
@@ -273,6 +274,7 @@ pub struct SledStore {
     cascader: Cascader,
     wal: std::sync::Arc<Wal>,
     feed: std::sync::Arc<Feed>,
+    capture: std::sync::Arc<Capture>,
     space: SpaceGuard,
 }
 
@@ -353,6 +355,7 @@ impl SledStore {
             sync_seconds = syncing.elapsed().as_secs_f64(),
             "opened the sled store"
         );
+        let capture = std::sync::Arc::new(Capture::new(last_revision));
         let wal = std::sync::Arc::new(Wal::start(
             wal::Options {
                 dir: wal_dir,
@@ -360,8 +363,10 @@ impl SledStore {
                 fail_at: config.faults.fail_flush,
                 slow_sync: config.faults.slow_sync,
                 apply: {
-                    let trees = trees.clone();
-                    std::sync::Arc::new(move |_, ops: &[Op]| trees.apply(ops))
+                    let (trees, capture) = (trees.clone(), capture.clone());
+                    std::sync::Arc::new(move |revision, ops: &[Op]| {
+                        capture.apply(revision, ops, |n| trees.0.get(&n).cloned(), || trees.apply(ops))
+                    })
                 },
                 checkpoint,
                 read: {
@@ -383,6 +388,7 @@ impl SledStore {
                 .map(|&sk| (sk, trees.tree(status_tree(sk)).clone()))
                 .collect(),
             cascades: trees.tree(CASCADES_TREE).clone(),
+            capture: capture.clone(),
         };
         let finish: cascade::Finish = {
             let wal = wal.clone();
@@ -397,6 +403,7 @@ impl SledStore {
             cascader,
             wal,
             feed,
+            capture,
             space: SpaceGuard::start(config.path.clone(), config.min_free_bytes)
                 .map_err(|e| Error::Unavailable(format!("cannot start the free-space thread: {e}")))?,
         })
@@ -852,5 +859,47 @@ impl Store for SledStore {
 
     async fn flush(&self) -> Result<()> {
         self.wal.sync().await
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let tree = |n: u8| (n, self.trees.tree(n).clone());
+        snapshot::sled_snapshot(
+            self.capture.clone(),
+            snapshot::SledTrees {
+                parents: ParentKind::ALL
+                    .into_iter()
+                    .map(|k| {
+                        let (n, t) = tree(parent_tree(k));
+                        (k, n, t)
+                    })
+                    .collect(),
+                statuses: StatusKind::ALL
+                    .into_iter()
+                    .map(|k| {
+                        let (n, t) = tree(status_tree(k));
+                        (k, n, t)
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    async fn count_records(&self) -> Result<RecordCounts> {
+        let mut counts = RecordCounts::default();
+        for (i, kind) in ParentKind::ALL.into_iter().enumerate() {
+            counts.parents[i] = self.parents(kind).len() as u64;
+        }
+        for (i, sk) in StatusKind::ALL.into_iter().enumerate() {
+            // The tallies, one per parent (the bare prefix keys): O(parents).
+            for parent in self.parents(sk.parent).iter().keys() {
+                let parent = parent?;
+                let id =
+                    std::str::from_utf8(&parent).map_err(|_| Error::Internal("a parent key is not UTF-8".into()))?;
+                if let Some(v) = self.statuses(sk).get(keys::status_prefix(id))? {
+                    counts.statuses[i] += codec::decode::<Tally>(&v)?.counts.iter().sum::<u64>();
+                }
+            }
+        }
+        Ok(counts)
     }
 }

@@ -26,6 +26,7 @@ mod batch;
 mod errors;
 mod events;
 mod schema;
+mod snapshot;
 mod tally;
 
 pub use schema::SCHEMA_VERSION;
@@ -606,6 +607,57 @@ impl Store for PostgresStore {
     async fn flush(&self) -> Result<()> {
         // Every acknowledged write is already committed.
         Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<super::snapshot::Snapshot> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| errors::failure_error(e.into(), "taking a snapshot"))?;
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let (tx, chunks) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut client = client;
+            if let Err(e) = snapshot::read(&mut client, ready, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        let revision = started
+            .await
+            .map_err(|_| Error::Unavailable("the snapshot ended before it began".into()))??;
+        Ok(super::snapshot::Snapshot { revision, chunks })
+    }
+
+    async fn count_records(&self) -> Result<super::RecordCounts> {
+        let sums = tally::COUNT_COLUMNS.join(" + ");
+        let parents = ParentKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| format!("SELECT {i}, count(*) FROM {}", schema::parent_table(k)));
+        let statuses = StatusKind::ALL.iter().enumerate().map(|(i, &sk)| {
+            format!(
+                "SELECT {}, CAST(coalesce(sum({sums}), 0) AS bigint) FROM {}",
+                3 + i,
+                schema::tally_table(sk)
+            )
+        });
+        let sql = parents.chain(statuses).collect::<Vec<_>>().join(" UNION ALL ") + " ORDER BY 1";
+        let rows = retrying("counting records", || async {
+            let client = self.pool.get().await?;
+            Ok(client.query(&client.prepare_cached(&sql).await?, &[]).await?)
+        })
+        .await?;
+        let mut counts = super::RecordCounts::default();
+        for row in rows {
+            let (i, n) = (row.get::<_, i32>(0) as usize, row.get::<_, i64>(1).max(0) as u64);
+            match i {
+                0..=2 => counts.parents[i] = n,
+                3..=8 => counts.statuses[i - 3] = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 }
 
