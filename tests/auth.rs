@@ -1069,3 +1069,36 @@ async fn metrics_need_a_valid_token_when_auth_is_on() {
     let r = rest("GET", &url, None, Some(&bearer(&reader))).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// `GET /admin/backup` reads every collection: a token needs read in both
+/// permission families; one family alone is refused with a 403 naming both.
+#[tokio::test]
+async fn a_backup_needs_read_in_both_permission_families() {
+    let (server, _dir) = start_with_keys(&[rsa_key()]).await;
+    let url = format!("http://{}/admin/backup", server.local_addr());
+    let none = rest("GET", &url, None, None).await;
+    assert_eq!(none.status, 401, "{}", none.text);
+    for scp in [
+        "DeviceManagementConfiguration.ReadWrite.All",
+        "DeviceManagementApps.Read.All",
+    ] {
+        let token = rsa_key().sign(&claims(Some(scp), &[]));
+        let r = rest("GET", &url, None, Some(&bearer(&token))).await;
+        assert_eq!(r.status, 403, "{scp}: {}", r.text);
+        assert!(
+            r.text.contains("DeviceManagementConfiguration.Read.All")
+                && r.text.contains("DeviceManagementApps.Read.All"),
+            "{}",
+            r.text
+        );
+    }
+    let both = rsa_key().sign(&claims(
+        Some("DeviceManagementConfiguration.Read.All DeviceManagementApps.Read.All"),
+        &[],
+    ));
+    let r = rest("GET", &url, None, Some(&bearer(&both))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.starts_with("{\"statusdBackup\":1"), "{}", r.text);
+    assert!(r.text.contains("{\"end\":{\"records\":0"), "{}", r.text);
+    server.shutdown().await.unwrap();
+}
