@@ -169,7 +169,7 @@
         title: `${s.label}: ${number(s.n)} of ${number(total)} (${pct.toFixed(1)} %)`,
       });
       seg.style.flexGrow = String(s.n);
-      if (pct >= 12) seg.textContent = number(s.n);
+      if (pct >= 6) seg.textContent = number(s.n);
       bar.append(seg);
     }
     const numbers = el(
