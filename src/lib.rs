@@ -6,12 +6,14 @@
 //! nine collections) → `model` (entities and every validation rule) →
 //! `store` (sled trees, keys, codec, the write-ahead log). `auth` is one layer in
 //! front of both edges (bearer tokens, Graph permissions, audit); `cli`
-//! holds the subcommands besides serving.
+//! holds the subcommands besides serving; `dashboard` is the read-only page at
+//! `/`, a client of the REST API.
 
 pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod grpc;
 pub mod metrics;

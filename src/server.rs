@@ -590,6 +590,8 @@ fn router(
         .route("/v1.0/$metadata", metadata(ApiVersion::V1))
         .route("/beta/$metadata", metadata(ApiVersion::Beta))
         .route("/localtest/$metadata", metadata(ApiVersion::LocalTest))
+        // The dashboard's page and assets: open too; its data calls go through the API.
+        .merge(crate::dashboard::router())
         .merge(app);
     // Every request counted and timed; outermost, its id and log span.
     Ok(app

@@ -725,10 +725,22 @@ async fn health_and_reflection_are_open_everything_else_needs_a_token() {
             "/beta/deviceManagement/deviceConfigurations/x/rootCertificate/$ref",
         ),
         ("GET", "/v1.0/nothing/here"),
-        ("GET", "/"),
+        ("GET", "/nothing"),
+        ("GET", "/dashboard/nothing"),
     ] {
         let r = rest(method, &format!("{base}{path}"), None, None).await;
         r.graph_error(401, "InvalidAuthenticationToken");
+    }
+    // The dashboard's page and assets hold no record: open (its data calls
+    // go through the API above).
+    for path in [
+        "/",
+        "/dashboard/dashboard.js",
+        "/dashboard/dashboard.css",
+        "/dashboard/schema.json",
+    ] {
+        let r = rest("GET", &format!("{base}{path}"), None, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
     }
 
     // With a token: Ping works with any statusd permission; unknown paths
