@@ -12,7 +12,7 @@
 //! (unknown paths, UNIMPLEMENTED methods) is `other`, so a client cannot grow
 //! the label set.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -37,6 +37,8 @@ pub const COMMIT_SECONDS: &str = "statusd_commit_flush_seconds";
 pub const PG_BATCH_ROWS: &str = "statusd_postgres_create_batch_rows";
 /// Watch streams open now.
 pub const WATCHERS: &str = "statusd_watchers";
+/// Gauge: records stored, by collection (counted at every scrape).
+pub const RECORDS: &str = "statusd_records";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -88,6 +90,10 @@ fn describe() {
     );
     metrics::describe_histogram!(PG_BATCH_ROWS, "Status creates sent to PostgreSQL in one statement.");
     metrics::describe_gauge!(WATCHERS, "Watch streams open now.");
+    metrics::describe_gauge!(
+        RECORDS,
+        "Records stored, by collection (counted at the scrape: parents, and statuses from the tallies)."
+    );
 }
 
 /// A REST response's route label, set by the REST edge from the route it
@@ -142,12 +148,24 @@ fn rest_route(path: &str) -> String {
             route => format!("{prefix}/{route}"),
         },
         None if path == "/metrics" => "metrics".to_owned(),
+        None if path == crate::rest::BACKUP_PATH => "admin/backup".to_owned(),
+        None if path == "/" || path.starts_with("/dashboard/") => "dashboard".to_owned(),
         None => "other".to_owned(),
     }
 }
 
-/// `GET /metrics`: the text exposition format.
-pub async fn render() -> Response {
+/// `GET /metrics`: the text exposition format. The record counts are read
+/// now (O(parents), see [`crate::store::Store::count_records`]).
+pub async fn render(State(service): State<crate::service::Service>) -> Response {
+    match service.count_records().await {
+        Ok(counts) => {
+            let names = crate::backup::collections();
+            for (name, n) in names.into_iter().zip(counts.parents.iter().chain(&counts.statuses)) {
+                metrics::gauge!(RECORDS, "collection" => name).set(*n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot count the records for the metrics"),
+    }
     let mut resp = handle().render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -157,7 +175,9 @@ pub async fn render() -> Response {
     resp
 }
 
-/// A router serving only `GET /metrics` (for `--metrics-listen`).
-pub fn router() -> axum::Router {
-    axum::Router::new().route("/metrics", axum::routing::get(render))
+/// A router serving only `GET /metrics`.
+pub fn router(service: crate::service::Service) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(render))
+        .with_state(service)
 }

@@ -101,8 +101,9 @@ impl Server {
                     .local_addr()
                     .map_err(|e| Error::Unavailable(format!("cannot read the metrics address: {e}")))?;
                 tracing::info!(addr = %bound, "serving /metrics");
+                let app = crate::metrics::router(service.clone());
                 let task = tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, crate::metrics::router()).await {
+                    if let Err(e) = axum::serve(listener, app).await {
                         tracing::error!(error = %e, "the metrics listener failed");
                     }
                 });
@@ -481,7 +482,7 @@ fn router(
     let limit = config.max_message_kb.saturating_mul(1024);
     let links = crate::rest::Links::new(config.public_url.clone(), addr).over_tls(config.tls_enabled());
     let rest = crate::rest::router(service.clone(), limit, links);
-    let api = GrpcApi::new(service);
+    let api = GrpcApi::new(service.clone());
     let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
@@ -558,7 +559,7 @@ fn router(
     let app = match config.metrics_listen {
         Some(_) => app,
         None => {
-            let metrics = axum::Router::new().route("/metrics", axum::routing::get(crate::metrics::render));
+            let metrics = crate::metrics::router(service.clone());
             let metrics = match &auth_layer {
                 Some(auth) => metrics.layer(axum::middleware::from_fn_with_state(
                     auth.clone(),

@@ -119,6 +119,13 @@ async fn requests_commits_and_refusals_are_counted_without_ids_in_labels() {
     assert_eq!(r.status, 413);
 
     let after = scrape(&format!("{base}/metrics")).await;
+    // Records by collection, counted at the scrape (this server's store:
+    // the scrape sets them just before it renders).
+    let records = |t: &str, c: &str| sample(t, "statusd_records", &[("collection", c)]);
+    assert_eq!(records(&after, "deviceCompliancePolicies"), 1.0, "{after}");
+    assert_eq!(records(&after, "deviceCompliancePolicies/userStatuses"), 3.0, "{after}");
+    assert_eq!(records(&after, "deviceConfigurations/deviceStatuses"), 0.0, "{after}");
+    assert!(after.contains("# HELP statusd_records"), "{after}");
     assert_eq!(grpc_ok(&after) - grpc_ok(&before), 3.0, "{after}");
     assert_eq!(grpc_not_found(&after) - grpc_not_found(&before), 1.0);
     assert_eq!(rest_gets(&after) - rest_gets(&before), 2.0);

@@ -34,6 +34,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// How many records each collection holds (for the metrics).
+    pub async fn count_records(&self) -> Result<crate::store::RecordCounts> {
+        self.store.count_records().await
+    }
+
     /// A backup of every record: the lines of a [`crate::backup`] file,
     /// from one consistent snapshot, a chunk at a time; an `Err` chunk means
     /// the snapshot failed part-way (the stream must then be cut, so the
