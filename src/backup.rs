@@ -150,6 +150,9 @@ pub struct Summary {
     pub counts: [u64; 9],
     /// The SHA-256 the trailer names (and the records matched).
     pub sha256: String,
+    /// The SHA-256 of the whole file, closing line included (what
+    /// `statusd backup` and `sha256sum` print).
+    pub file_sha256: String,
 }
 
 impl Summary {
@@ -163,6 +166,7 @@ impl Summary {
 pub struct Reader<R> {
     input: R,
     hash: Sha256,
+    file_hash: Sha256,
     counts: [u64; 9],
     line: u64,
     /// Where the current line starts, and its length.
@@ -178,6 +182,7 @@ impl<R: BufRead> Reader<R> {
         let mut r = Reader {
             input,
             hash: Sha256::new(),
+            file_hash: Sha256::new(),
             counts: [0; 9],
             line: 0,
             offset: 0,
@@ -260,6 +265,7 @@ impl<R: BufRead> Reader<R> {
         if value.get("end").is_none() {
             self.hash.update(&self.buf);
         }
+        self.file_hash.update(&self.buf);
         Ok(Some(value))
     }
 
@@ -349,6 +355,7 @@ impl<R: BufRead> Reader<R> {
         self.done = Some(Summary {
             counts: self.counts,
             sha256,
+            file_sha256: hex(&std::mem::take(&mut self.file_hash).finalize()),
         });
         Ok(())
     }

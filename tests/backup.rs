@@ -11,9 +11,8 @@
 //!   is restored; a non-empty target is refused.
 
 mod common;
-mod pg;
 
-use common::{http, TestServer};
+use common::{http, pg, TestServer};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use statusd::backup::{collections, Reader};
@@ -128,11 +127,11 @@ async fn fill(base: &str) {
             .collect(),
     )
     .await;
-    for j in 0..5 {
+    for (j, value) in values.iter().enumerate() {
         let r = http(
             "POST",
             &format!("{base}/beta/deviceAppManagement/mobileAppConfigurations/app/deviceStatuses"),
-            Some(&device_status(&format!("m{j}"), values[j]).to_string()),
+            Some(&device_status(&format!("m{j}"), value).to_string()),
         )
         .await;
         assert_eq!(r.status, 201, "{}", r.text);

@@ -19,6 +19,7 @@
 //! counts compared with the source's, collection by collection.
 
 use super::progress::Progress;
+use crate::backup::status_collection;
 use crate::error::Error;
 use crate::model::{Parent, ParentKind, Status, StatusKind};
 use crate::store::postgres::redacted;
@@ -482,11 +483,6 @@ pub(super) fn record(tally: &mut Tally, progress: &mut Progress, outcome: Outcom
 
 pub(super) fn status_index(kind: StatusKind) -> usize {
     StatusKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
-}
-
-/// `deviceConfigurations/userStatuses`.
-fn status_collection(sk: StatusKind) -> String {
-    format!("{}/{}", sk.parent.collection(), sk.segment())
 }
 
 /// `p` without its certificate references.

@@ -73,7 +73,7 @@ pub async fn run(args: &RestoreArgs) -> Result<(), String> {
         header.revision,
         header.taken_at,
         summary.records(),
-        summary.sha256
+        summary.file_sha256
     );
     // 2. The target, empty.
     let target = Target::open(args).await?;
@@ -264,6 +264,9 @@ async fn write_parents(
     ledger: &mut Ledger,
     progress: &mut Progress,
 ) -> Result<(), String> {
+    if let Some((kind, _)) = batch.first() {
+        progress.start(kind.collection());
+    }
     let mut writes = stream::iter(batch)
         .map(|(kind, p)| async move { (kind, copy::copy_parent(store, kind, &p).await) })
         .buffer_unordered(concurrency);
@@ -306,6 +309,7 @@ async fn set_references(
         }
     }
     let kind = ParentKind::DeviceConfiguration;
+    progress.start("certificate references");
     let mut writes = stream::iter(ready)
         .map(|p| async move { copy::set_references(store, kind, &p).await })
         .buffer_unordered(concurrency);
@@ -329,6 +333,9 @@ async fn write_statuses(
     ledger: &mut Ledger,
     progress: &mut Progress,
 ) -> Result<(), String> {
+    if let Some((kind, _, _)) = batch.first() {
+        progress.start(&crate::backup::status_collection(*kind));
+    }
     let mut writes = stream::iter(batch)
         .map(|(kind, parent_id, s)| async move { (kind, copy::copy_status(store, kind, &parent_id, &s).await) })
         .buffer_unordered(concurrency);
