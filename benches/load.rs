@@ -6,10 +6,13 @@
 //! ```text
 //! cargo bench --bench load -- [--addr HOST:PORT] [--concurrency 1,64] [--seconds 5]
 //!                             [--stored N] [--scenarios grpc-noop,grpc-create,...]
-//!                             [--interference N] [--auth]
+//!                             [--interference N] [--auth] [--backup]
 //! Scenarios: grpc-noop, etcd-put, grpc-create, grpc-create-watched (creates
-//! while one client watches the policy), grpc-get, grpc-list, grpc-overview,
-//! rest-create, rest-list, rest-overview.
+//! while one client watches the policy), grpc-create-backup (creates while
+//! backups of the whole store run back to back), grpc-get, grpc-list,
+//! grpc-overview, rest-create, rest-list, rest-overview.
+//! `--backup` times one `statusd backup` of the (preloaded) store, with the
+//! server's RSS, and its `statusd restore` into a new data directory.
 //! cargo bench --bench load -- --postgres [--database-url URL] [--rounds 3] [--concurrency 1,64]
 //! ```
 //! `--postgres` compares sled with PostgreSQL through one replica and through
@@ -72,6 +75,8 @@ struct Args {
     database_url: Option<String>,
     /// Interleaved rounds (main table: 1, `--postgres`: 3, unless given).
     rounds: Option<usize>,
+    /// Time one backup of the preloaded store and its restore.
+    backup: bool,
 }
 
 fn parse_args() -> Args {
@@ -87,6 +92,7 @@ fn parse_args() -> Args {
         postgres: false,
         database_url: None,
         rounds: None,
+        backup: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +109,7 @@ fn parse_args() -> Args {
             "--postgres" => a.postgres = true,
             "--database-url" => a.database_url = Some(value()),
             "--rounds" => a.rounds = Some(value().parse().expect("rounds")),
+            "--backup" => a.backup = true,
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -390,7 +397,7 @@ async fn op(scenario: &str, ch: &Channel, http: &reqwest::Client, addr: &str, kn
     match scenario {
         "grpc-noop" => DiagnosticsClient::new(ch.clone()).ping(authed(())).await.is_ok(),
         "etcd-put" => etcd_put(ch, next_id("e").into_bytes()).await,
-        "grpc-create" | "grpc-create-watched" => Policies::new(ch.clone())
+        "grpc-create" | "grpc-create-watched" | "grpc-create-backup" => Policies::new(ch.clone())
             .create_user_status(authed(pb::CreateDeviceComplianceUserStatusRequest {
                 parent_id: PARENT.into(),
                 user_status: Some(user_status(next_id("g"))),
@@ -651,6 +658,10 @@ fn main() {
             }
             other => (other, chans),
         };
+        if args.backup {
+            let pid = spawned.as_ref().map(|s| s.child.id());
+            backup_and_restore(&addr, pid).await;
+        }
         let known = Arc::new(known);
         let etcd = if args.scenarios.iter().any(|s| s == "etcd-put") {
             match Etcd::start().await {
@@ -706,7 +717,21 @@ fn main() {
                         "grpc-create-watched" => Some(watch_all(channels(&addr, 1).await.remove(0)).await),
                         _ => None,
                     };
+                    // `grpc-create-backup`: the same creates while backups
+                    // of the whole store are taken one after the other.
+                    let backups = match scenario.as_str() {
+                        "grpc-create-backup" => Some(backup_loop(&addr)),
+                        _ => None,
+                    };
                     let r = run(scenario, conc, args.seconds, &addr, target, known.clone()).await;
+                    if let Some((task, done, bytes)) = backups {
+                        task.abort();
+                        println!(
+                            "  ({} backups finished while it ran, {:.1} MB read in all)",
+                            done.load(Ordering::Relaxed),
+                            bytes.load(Ordering::Relaxed) as f64 / 1e6
+                        );
+                    }
                     if let Some((task, seen)) = watcher {
                         // Let it drain what is in flight.
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -768,6 +793,102 @@ fn main() {
 
 /// A watcher on the benchmark's policy that reads every event it is sent;
 /// returns its task and the count of events it received.
+/// Streams `GET /admin/backup` once to the end: (bytes, lines).
+async fn one_backup(http: &reqwest::Client, addr: &str, bytes: &AtomicU64) -> (u64, u64) {
+    let mut resp = with_token(http.get(format!("http://{addr}/admin/backup")))
+        .send()
+        .await
+        .expect("backup");
+    assert!(resp.status().is_success(), "backup: {}", resp.status());
+    let (mut n, mut lines) = (0u64, 0u64);
+    while let Some(chunk) = resp.chunk().await.expect("backup stream") {
+        n += chunk.len() as u64;
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    (n, lines)
+}
+
+/// Backups one after the other until aborted: (task, finished, bytes).
+fn backup_loop(addr: &str) -> (tokio::task::JoinHandle<()>, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let (done, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let task = {
+        let (addr, done, bytes) = (addr.to_owned(), done.clone(), bytes.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                one_backup(&http, &addr, &bytes).await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    (task, done, bytes)
+}
+
+/// `--backup`: one backup of the whole store with `statusd backup` (time,
+/// size, the server's RSS before and at its peak while it ran), then its
+/// restore into a new data directory with `statusd restore`.
+async fn backup_and_restore(addr: &str, pid: Option<u32>) {
+    let bin = env!("CARGO_BIN_EXE_statusd");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bench.backup");
+    let before = pid.and_then(rss_mib).unwrap_or(0.0);
+    let peak = Arc::new(std::sync::Mutex::new(before));
+    let sampler = pid.map(|pid| {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(r) = rss_mib(pid) {
+                    let mut p = peak.lock().unwrap();
+                    *p = p.max(r);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
+    let started = Instant::now();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["backup", "--server", &format!("http://{addr}"), "--out"])
+        .arg(&file);
+    if let Some(token) = TOKEN.get() {
+        cmd.args(["--token", token]);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("statusd backup"))
+        .await
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let records = std::fs::read(&file)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count().saturating_sub(2))
+        .unwrap_or(0);
+    println!(
+        "backup: {records} records, {:.1} MB in {secs:.2}s ({:.0} records/s, {:.1} MB/s); server RSS {before:.1} MiB before, {:.1} MiB at most while it ran",
+        size as f64 / 1e6,
+        records as f64 / secs,
+        size as f64 / 1e6 / secs,
+        *peak.lock().unwrap()
+    );
+    let target = dir.path().join("restored");
+    let started = Instant::now();
+    let out = std::process::Command::new(bin)
+        .args(["restore", "--in"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&target)
+        .output()
+        .expect("statusd restore");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "restore: {records} records into a new data directory in {secs:.2}s ({:.0} records/s, checks and read-back included)",
+        records as f64 / secs
+    );
+}
+
 async fn watch_all(ch: Channel) -> (tokio::task::JoinHandle<()>, Arc<AtomicU64>) {
     let seen = Arc::new(AtomicU64::new(0));
     let mut stream = Policies::new(ch)
