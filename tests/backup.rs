@@ -12,31 +12,20 @@
 
 mod common;
 
-use common::{http, pg, TestServer};
+use common::{http, pg, statusd, TestServer};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use statusd::backup::{collections, Reader};
 use statusd::store::snapshot::Item;
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_statusd");
 const DM: &str = "deviceManagement";
 /// Statuses under the big policy, written before the backup.
 const FILLERS: usize = 12_000;
 /// Statuses under the configuration deleted during the backup.
 const DOOMED: usize = 1_500;
-
-fn statusd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run statusd");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn post(base: &str, path: &str, body: Value) {
     let r = http("POST", &format!("{base}/beta/{DM}/{path}"), Some(&body.to_string())).await;

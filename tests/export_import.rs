@@ -7,21 +7,9 @@
 
 mod common;
 
-use common::{http, TestServer};
+use common::{http, statusd, TestServer};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_statusd");
-
-fn statusd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run statusd");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn post(base: &str, path: &str, body: Value) {
     let r = http("POST", &format!("{base}/beta/{path}"), Some(&body.to_string())).await;

@@ -154,13 +154,7 @@ pub async fn run(args: &CopyArgs) -> Result<(), String> {
         .map_err(|e| format!("the integrity check failed: {e}"))?
         .map_err(|e| format!("cannot read {}: {e}", args.data_dir.display()))?
     };
-    let target_config = BackendConfig::Postgres(PostgresConfig {
-        url: args.database_url.clone(),
-        ca: args.database_ca.clone(),
-        pool_size: args.concurrency,
-        connect_timeout: Duration::from_secs(10),
-        watch_history: 1_000_000,
-    });
+    let target_config = postgres_target(&args.database_url, args.database_ca.clone(), args.concurrency);
     let target = target_config
         .open()
         .await
@@ -194,6 +188,30 @@ pub async fn run(args: &CopyArgs) -> Result<(), String> {
     copy.ledger.verify(&*target, args.concurrency, started).await
 }
 
+/// A PostgreSQL store that a command writes into, with `concurrency`
+/// connections.
+pub(super) fn postgres_target(url: &str, ca: Option<PathBuf>, concurrency: usize) -> BackendConfig {
+    BackendConfig::Postgres(PostgresConfig {
+        url: url.to_owned(),
+        ca,
+        pool_size: concurrency,
+        connect_timeout: Duration::from_secs(10),
+        watch_history: 1_000_000,
+    })
+}
+
+/// A sled store a command opens offline (the server's defaults, durable).
+pub(super) fn sled_offline(dir: &std::path::Path) -> SledConfig {
+    SledConfig {
+        path: dir.to_owned(),
+        cache_capacity: 256 << 20,
+        durability: Durability::Durable,
+        min_free_bytes: 0,
+        watch_history: 1_000_000,
+        faults: FaultInjection::default(),
+    }
+}
+
 /// Opens the sled store offline, or says why not.
 async fn open_source(dir: &std::path::Path) -> Result<Arc<SledStore>, String> {
     // sled would create an empty store in a missing directory: copying that
@@ -204,14 +222,7 @@ async fn open_source(dir: &std::path::Path) -> Result<Arc<SledStore>, String> {
             dir.display()
         ));
     }
-    let config = SledConfig {
-        path: dir.to_owned(),
-        cache_capacity: 256 << 20,
-        durability: Durability::Durable,
-        min_free_bytes: 0,
-        watch_history: 1_000_000,
-        faults: FaultInjection::default(),
-    };
+    let config = sled_offline(dir);
     let dir_ = dir.to_owned();
     tokio::task::spawn_blocking(move || SledStore::open(&config))
         .await

@@ -18,12 +18,12 @@ use crate::backup::Reader;
 use crate::model::{Parent, ParentKind, Status, StatusKind};
 use crate::store::postgres::redacted;
 use crate::store::snapshot::Item;
-use crate::store::{BackendConfig, Durability, FaultInjection, PostgresConfig, SledConfig, SledStore, Store};
+use crate::store::{SledStore, Store};
 use futures::stream::{self, StreamExt};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `statusd restore` flags.
 #[derive(Debug, clap::Args)]
@@ -122,14 +122,7 @@ impl Target {
                     .map_err(|e| format!("cannot remove the leftover {}: {e}", staging.display()))?;
             }
             std::fs::create_dir_all(&staging).map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
-            let config = SledConfig {
-                path: staging.clone(),
-                cache_capacity: 256 << 20,
-                durability: Durability::Durable,
-                min_free_bytes: 0,
-                watch_history: 1_000_000,
-                faults: FaultInjection::default(),
-            };
+            let config = copy::sled_offline(&staging);
             let opened = tokio::task::spawn_blocking(move || SledStore::open(&config))
                 .await
                 .map_err(|e| format!("opening {} failed: {e}", staging.display()))?;
@@ -141,13 +134,7 @@ impl Target {
             });
         }
         let url = args.database_url.clone().ok_or("give --data-dir or --database-url")?;
-        let config = BackendConfig::Postgres(PostgresConfig {
-            url: url.clone(),
-            ca: args.database_ca.clone(),
-            pool_size: args.concurrency,
-            connect_timeout: Duration::from_secs(10),
-            watch_history: 1_000_000,
-        });
+        let config = copy::postgres_target(&url, args.database_ca.clone(), args.concurrency);
         let store = config
             .open()
             .await

@@ -476,3 +476,17 @@ impl ChildServer {
         self.child.wait().expect("reap");
     }
 }
+
+/// Runs the real `statusd` binary with `args` (a subcommand) to its end:
+/// (success, stdout, stderr).
+pub fn statusd(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
+        .args(args)
+        .output()
+        .expect("run statusd");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
