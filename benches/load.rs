@@ -884,8 +884,9 @@ async fn backup_and_restore(addr: &str, pid: Option<u32>) {
     let secs = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     println!(
-        "restore: {records} records into a new data directory in {secs:.2}s ({:.0} records/s, checks and read-back included)",
-        records as f64 / secs
+        "restore: {records} records into a new data directory in {secs:.2}s ({:.0} records/s, checks and read-back included); data dir {:.1} MiB",
+        records as f64 / secs,
+        dir_mib(&target)
     );
 }
 
