@@ -6,10 +6,11 @@
 //! ```text
 //! cargo bench --bench load -- [--addr HOST:PORT] [--concurrency 1,64] [--seconds 5]
 //!                             [--stored N] [--scenarios grpc-noop,grpc-create,...]
-//!                             [--interference N] [--auth] [--backup]
+//!                             [--interference N] [--auth] [--backup] [--backup-rate N]
 //! Scenarios: grpc-noop, etcd-put, grpc-create, grpc-create-watched (creates
 //! while one client watches the policy), grpc-create-backup (creates while
-//! backups of the whole store run back to back), grpc-get, grpc-list,
+//! backups of the whole store run back to back; `--backup-rate N` asks them
+//! for at most N records a second), grpc-get, grpc-list,
 //! grpc-overview, rest-create, rest-list, rest-overview.
 //! `--backup` times one `statusd backup` of the (preloaded) store, with the
 //! server's RSS, and its `statusd restore` into a new data directory.
@@ -77,6 +78,8 @@ struct Args {
     rounds: Option<usize>,
     /// Time one backup of the preloaded store and its restore.
     backup: bool,
+    /// `maxRecordsPerSecond` of the backups `grpc-create-backup` runs.
+    backup_rate: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -93,6 +96,7 @@ fn parse_args() -> Args {
         database_url: None,
         rounds: None,
         backup: false,
+        backup_rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -110,6 +114,7 @@ fn parse_args() -> Args {
             "--database-url" => a.database_url = Some(value()),
             "--rounds" => a.rounds = Some(value().parse().expect("rounds")),
             "--backup" => a.backup = true,
+            "--backup-rate" => a.backup_rate = Some(value().parse().expect("backup rate")),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -720,7 +725,7 @@ fn main() {
                     // `grpc-create-backup`: the same creates while backups
                     // of the whole store are taken one after the other.
                     let backups = match scenario.as_str() {
-                        "grpc-create-backup" => Some(backup_loop(&addr)),
+                        "grpc-create-backup" => Some(backup_loop(&addr, args.backup_rate)),
                         _ => None,
                     };
                     let r = run(scenario, conc, args.seconds, &addr, target, known.clone()).await;
@@ -794,8 +799,9 @@ fn main() {
 /// A watcher on the benchmark's policy that reads every event it is sent;
 /// returns its task and the count of events it received.
 /// Streams `GET /admin/backup` once to the end: (bytes, lines).
-async fn one_backup(http: &reqwest::Client, addr: &str, bytes: &AtomicU64) -> (u64, u64) {
-    let mut resp = with_token(http.get(format!("http://{addr}/admin/backup")))
+async fn one_backup(http: &reqwest::Client, addr: &str, rate: Option<u64>, bytes: &AtomicU64) -> (u64, u64) {
+    let query = rate.map_or(String::new(), |r| format!("?maxRecordsPerSecond={r}"));
+    let mut resp = with_token(http.get(format!("http://{addr}/admin/backup{query}")))
         .send()
         .await
         .expect("backup");
@@ -810,14 +816,14 @@ async fn one_backup(http: &reqwest::Client, addr: &str, bytes: &AtomicU64) -> (u
 }
 
 /// Backups one after the other until aborted: (task, finished, bytes).
-fn backup_loop(addr: &str) -> (tokio::task::JoinHandle<()>, Arc<AtomicU64>, Arc<AtomicU64>) {
+fn backup_loop(addr: &str, rate: Option<u64>) -> (tokio::task::JoinHandle<()>, Arc<AtomicU64>, Arc<AtomicU64>) {
     let (done, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let task = {
         let (addr, done, bytes) = (addr.to_owned(), done.clone(), bytes.clone());
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             loop {
-                one_backup(&http, &addr, &bytes).await;
+                one_backup(&http, &addr, rate, &bytes).await;
                 done.fetch_add(1, Ordering::Relaxed);
             }
         })

@@ -460,6 +460,32 @@ async fn broken_backups_are_refused_naming_where_and_nothing_is_restored() {
         assert!(!target.exists(), "{name}: the target was created");
         assert!(!work.path().join(format!("target-{name}.restoring")).exists());
     }
+    // The rate option: a positive whole number, and no other option.
+    for (query, field) in [
+        ("maxRecordsPerSecond=fast", "maxRecordsPerSecond"),
+        ("maxRecordsPerSecond=0", "maxRecordsPerSecond"),
+        ("since=5", "since"),
+    ] {
+        let r = http("GET", &format!("{base}/admin/backup?{query}"), None).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert!(r.text.contains(field), "{query}: {}", r.text);
+    }
+    let paced = work.path().join("paced.backup");
+    let (ok, out, err) = statusd(&[
+        "backup",
+        "--server",
+        &base,
+        "--out",
+        paced.to_str().unwrap(),
+        "--max-rate",
+        "1000",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read(&paced).unwrap().len(),
+        bytes.len(),
+        "the same records, paced"
+    );
     // The good file restores; a second restore into the same place is refused.
     let target = work.path().join("target-good");
     let (ok, out, err) = statusd(&[

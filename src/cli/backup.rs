@@ -21,6 +21,10 @@ pub struct BackupArgs {
     /// and checked).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Read at most this many records a second (default: as fast as the
+    /// server can), leaving more of its cores to the writers meanwhile.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rate: Option<u64>,
 }
 
 /// Runs the backup; the error is the message to print.
@@ -28,7 +32,7 @@ pub async fn run(args: &BackupArgs) -> Result<(), String> {
     let started = Instant::now();
     let api = Api::new(&args.api)?;
     let partial = partial_path(&args.out);
-    let result = download(&api, &partial).await;
+    let result = download(&api, &partial, args.max_rate).await;
     let checked = result.and_then(|(sha256, bytes)| check(&partial).map(|summary| (summary, sha256, bytes)));
     let (summary, sha256, bytes) = match checked {
         Ok(v) => v,
@@ -68,8 +72,11 @@ fn partial_path(out: &Path) -> PathBuf {
 
 /// Streams the backup into `path`, fsyncs it; returns the file's SHA-256
 /// and size.
-async fn download(api: &Api, path: &Path) -> Result<(String, u64), String> {
-    let url = format!("{}{}", api.base, crate::rest::BACKUP_PATH);
+async fn download(api: &Api, path: &Path, max_rate: Option<u64>) -> Result<(String, u64), String> {
+    let mut url = format!("{}{}", api.base, crate::rest::BACKUP_PATH);
+    if let Some(rate) = max_rate {
+        url += &format!("?maxRecordsPerSecond={rate}");
+    }
     let mut resp = api.get_streamed(&url).await?;
     let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);

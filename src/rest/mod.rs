@@ -67,9 +67,32 @@ pub fn router(service: Service, body_limit: usize, links: Links) -> Router {
 /// Where `statusd backup` reads a backup from (not a Graph path).
 pub const BACKUP_PATH: &str = "/admin/backup";
 
-/// `GET /admin/backup`: a [`crate::backup`] file, streamed.
-async fn backup(State(rest): State<Rest>) -> Response {
-    match rest.service.backup().await {
+/// `GET /admin/backup[?maxRecordsPerSecond=N]`: a [`crate::backup`] file,
+/// streamed, at most N records a second when asked (to leave the cores to
+/// the writers while it runs).
+async fn backup(State(rest): State<Rest>, uri: Uri) -> Response {
+    let mut max_rate = None;
+    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match (name, value.parse::<u64>()) {
+            ("maxRecordsPerSecond", Ok(n)) if n > 0 => max_rate = Some(n),
+            ("maxRecordsPerSecond", _) => {
+                return GraphError::from(Error::invalid(
+                    "maxRecordsPerSecond",
+                    format!("'{value}' is not a positive whole number"),
+                ))
+                .into_response()
+            }
+            _ => {
+                return GraphError::from(Error::invalid(
+                    name,
+                    "is not an option of /admin/backup (it takes maxRecordsPerSecond)",
+                ))
+                .into_response()
+            }
+        }
+    }
+    match rest.service.backup(max_rate).await {
         Ok(lines) => {
             let body = tokio_stream::wrappers::ReceiverStream::new(lines)
                 .map(|chunk| chunk.map(Bytes::from).map_err(std::io::Error::other));

@@ -42,8 +42,13 @@ impl Service {
     /// A backup of every record: the lines of a [`crate::backup`] file,
     /// from one consistent snapshot, a chunk at a time; an `Err` chunk means
     /// the snapshot failed part-way (the stream must then be cut, so the
-    /// file has no closing line and is refused as truncated).
-    pub async fn backup(&self) -> Result<tokio::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>> {
+    /// file has no closing line and is refused as truncated). With
+    /// `max_rate`, at most that many records a second: the reading waits
+    /// (the snapshot's channel is bounded, so it waits too).
+    pub async fn backup(
+        &self,
+        max_rate: Option<u64>,
+    ) -> Result<tokio::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>> {
         // The expected size first: the snapshot may hold more or fewer.
         let expected = self.store.count_records().await?.total();
         let mut snapshot = self.store.snapshot().await?;
@@ -58,7 +63,12 @@ impl Service {
                 return;
             }
             let mut records = 0u64;
+            let started = tokio::time::Instant::now();
             while let Some(chunk) = snapshot.chunks.recv().await {
+                if let Some(rate) = max_rate {
+                    let due = std::time::Duration::from_secs_f64(records as f64 / rate as f64);
+                    tokio::time::sleep_until(started + due).await;
+                }
                 let mut out = Vec::new();
                 let encoded = chunk
                     .map_err(|e| e.to_string())
