@@ -47,8 +47,8 @@ pub fn collections() -> Vec<String> {
 
 fn slot(item: &Item) -> usize {
     match item {
-        Item::Parent(kind, _) => ParentKind::ALL.iter().position(|k| k == kind).unwrap_or(0),
-        Item::Status(kind, _, _) => 3 + StatusKind::ALL.iter().position(|k| k == kind).unwrap_or(0),
+        Item::Parent(kind, _) => kind.index(),
+        Item::Status(kind, _, _) => ParentKind::ALL.len() + kind.index(),
     }
 }
 

@@ -100,11 +100,9 @@ async fn download(api: &Api, path: &Path, max_rate: Option<u64>) -> Result<(Stri
                 // The header is the first line: it says how many records to expect.
                 first_line.extend_from_slice(&chunk);
                 if let Some(end) = first_line.iter().position(|&b| b == b'\n') {
-                    let total = std::str::from_utf8(&first_line[..end])
+                    let total = Reader::open(&first_line[..=end])
                         .ok()
-                        .and_then(|l| l.split('\t').next())
-                        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
-                        .and_then(|v| v["expectedRecords"].as_u64());
+                        .map(|(_, header)| header.expected_records);
                     let mut p = Progress::new("backup", total);
                     p.start(&url);
                     p.inc(lines.saturating_sub(1));

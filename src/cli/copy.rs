@@ -264,8 +264,7 @@ impl Copier {
                 let name = status_collection(sk);
                 self.progress.start(&name);
                 self.statuses(sk).await?;
-                self.progress
-                    .println(&self.ledger.statuses[status_index(sk)].line(&name));
+                self.progress.println(&self.ledger.statuses[sk.index()].line(&name));
             }
         }
         Ok(())
@@ -370,7 +369,7 @@ impl Copier {
                         .map_err(read_error)?;
                     let n = page.len();
                     after = page.last().map(|s| s.id.clone());
-                    self.ledger.statuses[status_index(sk)].source += n as u64;
+                    self.ledger.statuses[sk.index()].source += n as u64;
                     batch.extend(page.into_iter().map(|s| (p.id.clone(), s)));
                     if batch.len() >= PAGE {
                         self.write_statuses(sk, std::mem::take(&mut batch)).await?;
@@ -386,7 +385,7 @@ impl Copier {
 
     async fn write_statuses(&mut self, sk: StatusKind, batch: Vec<(String, Status)>) -> Result<(), String> {
         let target = &self.target;
-        let tally = &mut self.ledger.statuses[status_index(sk)];
+        let tally = &mut self.ledger.statuses[sk.index()];
         let mut writes = stream::iter(batch)
             .map(|(parent_id, s)| async move { copy_status(&**target, sk, &parent_id, &s).await })
             .buffer_unordered(self.concurrency);
@@ -407,7 +406,7 @@ impl Ledger {
                 .map_err(|e| format!("cannot count the {} in the target: {e}", kind.collection()))?;
             self.parents[i].target = parents;
             for (sk, n) in kind.status_kinds().into_iter().zip(statuses) {
-                self.statuses[status_index(sk)].target = n;
+                self.statuses[sk.index()].target = n;
             }
         }
         println!("{}", self.summary());
@@ -446,7 +445,7 @@ impl Ledger {
         for (i, kind) in ParentKind::ALL.into_iter().enumerate() {
             rows.push((kind.collection().to_owned(), self.parents[i].clone()));
             for sk in kind.status_kinds() {
-                rows.push((status_collection(sk), self.statuses[status_index(sk)].clone()));
+                rows.push((status_collection(sk), self.statuses[sk.index()].clone()));
             }
         }
         rows
@@ -490,10 +489,6 @@ pub(super) fn record(tally: &mut Tally, progress: &mut Progress, outcome: Outcom
         }
     }
     progress.inc(1);
-}
-
-pub(super) fn status_index(kind: StatusKind) -> usize {
-    StatusKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
 /// `p` without its certificate references.

@@ -258,7 +258,7 @@ async fn write_parents(
         .map(|(kind, p)| async move { (kind, copy::copy_parent(store, kind, &p).await) })
         .buffer_unordered(concurrency);
     while let Some((kind, outcome)) = writes.next().await {
-        let tally = &mut ledger.parents[ParentKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)];
+        let tally = &mut ledger.parents[kind.index()];
         tally.source += 1;
         copy::record(tally, progress, outcome?);
     }
@@ -327,7 +327,7 @@ async fn write_statuses(
         .map(|(kind, parent_id, s)| async move { (kind, copy::copy_status(store, kind, &parent_id, &s).await) })
         .buffer_unordered(concurrency);
     while let Some((kind, outcome)) = writes.next().await {
-        let tally = &mut ledger.statuses[copy::status_index(kind)];
+        let tally = &mut ledger.statuses[kind.index()];
         tally.source += 1;
         copy::record(tally, progress, outcome?);
     }

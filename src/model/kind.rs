@@ -44,6 +44,15 @@ impl ParentKind {
         ParentKind::DeviceConfiguration,
     ];
 
+    /// Its place in [`ParentKind::ALL`] (per-collection arrays are indexed so).
+    pub fn index(self) -> usize {
+        match self {
+            ParentKind::DeviceCompliancePolicy => 0,
+            ParentKind::MobileAppConfiguration => 1,
+            ParentKind::DeviceConfiguration => 2,
+        }
+    }
+
     /// Graph's (abstract) entity type name, e.g. `deviceCompliancePolicy`.
     pub fn entity_name(self) -> &'static str {
         match self {
@@ -138,6 +147,15 @@ impl StatusKind {
         },
     ];
 
+    /// Its place in [`StatusKind::ALL`]: its parent's, then user before device.
+    pub fn index(self) -> usize {
+        self.parent.index() * 2
+            + match self.shape {
+                StatusShape::User => 0,
+                StatusShape::Device => 1,
+            }
+    }
+
     /// Graph's entity type name, e.g. `deviceComplianceUserStatus`.
     pub fn entity_name(self) -> &'static str {
         use ParentKind::*;
@@ -170,5 +188,20 @@ impl fmt::Display for ParentKind {
 impl fmt::Display for StatusKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.entity_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_sits_at_its_index() {
+        for (i, k) in ParentKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+        for (i, k) in StatusKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
     }
 }

@@ -881,17 +881,20 @@ impl Store for SledStore {
 
     async fn count_records(&self) -> Result<RecordCounts> {
         let mut counts = RecordCounts::default();
+        // One pass over each parent collection: every parent, and its two
+        // tallies (the bare prefix keys of its status trees): O(parents).
         for (i, kind) in ParentKind::ALL.into_iter().enumerate() {
-            counts.parents[i] = self.parents(kind).len() as u64;
-        }
-        for (i, sk) in StatusKind::ALL.into_iter().enumerate() {
-            // The tallies, one per parent (the bare prefix keys): O(parents).
-            for parent in self.parents(sk.parent).iter().keys() {
+            let tallies = kind.status_kinds().map(|sk| (sk.index(), self.statuses(sk)));
+            for parent in self.parents(kind).iter().keys() {
                 let parent = parent?;
+                counts.parents[i] += 1;
                 let id =
                     std::str::from_utf8(&parent).map_err(|_| Error::Internal("a parent key is not UTF-8".into()))?;
-                if let Some(v) = self.statuses(sk).get(keys::status_prefix(id))? {
-                    counts.statuses[i] += codec::decode::<Tally>(&v)?.counts.iter().sum::<u64>();
+                let prefix = keys::status_prefix(id);
+                for (slot, tree) in &tallies {
+                    if let Some(v) = tree.get(&prefix)? {
+                        counts.statuses[*slot] += codec::decode::<Tally>(&v)?.counts.iter().sum::<u64>();
+                    }
                 }
             }
         }

@@ -85,25 +85,33 @@ struct TreeCapture {
 
 /// The sled store's open snapshot, shared by the log's apply step and the
 /// scan (see the module docs).
-#[derive(Default)]
 pub struct Capture {
-    /// The trees being captured, by log number; `None` when no snapshot is
-    /// open. Taken by the apply step around every record.
-    trees: Mutex<Option<HashMap<u8, TreeCapture>>>,
-    /// The revision of the last record applied (kept under `trees`' lock, so
-    /// a snapshot's start revision is exact).
-    last_applied: Mutex<u64>,
+    /// Taken by the apply step around every record.
+    state: Mutex<State>,
     /// Raised while a snapshot is open: cascade deletes hold it shared
     /// around each batch and do nothing while it is raised.
     pub gate: RwLock<bool>,
+}
+
+/// What [`Capture`]'s lock guards.
+struct State {
+    /// The trees being captured, by log number; `None` when no snapshot is
+    /// open.
+    trees: Option<HashMap<u8, TreeCapture>>,
+    /// The revision of the last record applied (under the same lock, so a
+    /// snapshot's start revision is exact).
+    last_applied: u64,
 }
 
 impl Capture {
     /// The capture of a store whose last applied record is `revision`.
     pub fn new(revision: u64) -> Self {
         Capture {
-            last_applied: Mutex::new(revision),
-            ..Capture::default()
+            state: Mutex::new(State {
+                trees: None,
+                last_applied: revision,
+            }),
+            gate: RwLock::new(false),
         }
     }
 }
@@ -122,25 +130,25 @@ impl Capture {
         tree: impl Fn(u8) -> Option<sled::Tree>,
         apply: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
-        let mut trees = self.trees.lock().map_err(|_| poisoned())?;
-        if let Some(captured) = trees.as_mut() {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        if let Some(captured) = state.trees.as_mut() {
             for op in ops {
-                let Some(state) = captured.get_mut(&op.tree) else {
+                let Some(capture) = captured.get_mut(&op.tree) else {
                     continue;
                 };
                 let Some(tree) = tree(op.tree) else { continue };
                 if op.action == super::wal::Action::RemovePrefix {
                     for key in tree.scan_prefix(&op.key).keys() {
                         let key = key?;
-                        save(state, &tree, &key)?;
+                        save(capture, &tree, &key)?;
                     }
                 } else {
-                    save(state, &tree, &op.key)?;
+                    save(capture, &tree, &op.key)?;
                 }
             }
         }
         apply()?;
-        *self.last_applied.lock().map_err(|_| poisoned())? = revision;
+        state.last_applied = revision;
         Ok(())
     }
 
@@ -156,16 +164,15 @@ impl Capture {
             }
             *gate = true;
         }
-        let mut captured = self.trees.lock().map_err(|_| poisoned())?;
-        *captured = Some(trees.iter().map(|&t| (t, TreeCapture::default())).collect());
-        let revision = *self.last_applied.lock().map_err(|_| poisoned())?;
-        Ok(revision)
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        state.trees = Some(trees.iter().map(|&t| (t, TreeCapture::default())).collect());
+        Ok(state.last_applied)
     }
 
     /// Ends the open snapshot, dropping what it captured.
     fn close(&self) {
-        if let Ok(mut t) = self.trees.lock() {
-            *t = None;
+        if let Ok(mut state) = self.state.lock() {
+            state.trees = None;
         }
         if let Ok(mut g) = self.gate.write() {
             *g = false;
@@ -175,8 +182,9 @@ impl Capture {
     /// Records that the scan of `tree` has read through `last` (`None`: to
     /// its end), and takes the pre-images in `(after, last]`.
     fn advance(&self, tree: u8, after: Option<&[u8]>, last: Option<&[u8]>) -> Result<Vec<(Vec<u8>, PreImage)>> {
-        let mut trees = self.trees.lock().map_err(|_| poisoned())?;
-        let state = trees
+        let mut locked = self.state.lock().map_err(|_| poisoned())?;
+        let state = locked
+            .trees
             .as_mut()
             .and_then(|t| t.get_mut(&tree))
             .ok_or_else(|| Error::Internal("the snapshot is not open".into()))?;

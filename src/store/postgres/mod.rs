@@ -81,20 +81,6 @@ pub struct PostgresStore {
     poller: tokio::task::JoinHandle<()>,
 }
 
-fn parent_index(kind: ParentKind) -> usize {
-    ParentKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .expect("every kind is in ALL")
-}
-
-fn status_index(kind: StatusKind) -> usize {
-    StatusKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .expect("every kind is in ALL")
-}
-
 /// The URL without its password, for logs and messages.
 pub fn redacted(url: &str) -> String {
     match tokio_postgres::Config::from_str(url) {
@@ -249,11 +235,11 @@ impl PostgresStore {
     }
 
     fn parent_sql(&self, kind: ParentKind) -> &ParentSql {
-        &self.parents[parent_index(kind)]
+        &self.parents[kind.index()]
     }
 
     fn status_sql(&self, kind: StatusKind) -> &StatusSql {
-        &self.statuses[status_index(kind)]
+        &self.statuses[kind.index()]
     }
 
     /// Writes a parent (insert, or swap when `expected` is given) while
@@ -457,7 +443,7 @@ impl Store for PostgresStore {
             event: Logged::status(kind, parent_id, Change::Created(status.clone())).encode()?,
             reply,
         };
-        match self.creates[status_index(kind)].send(pending) {
+        match self.creates[kind.index()].send(pending) {
             Ok(()) => answer
                 .await
                 .unwrap_or_else(|_| Err(Error::Unavailable("the create was dropped at shutdown".into()))),
