@@ -84,6 +84,9 @@ async fn download(api: &Api, path: &Path, max_rate: Option<u64>) -> Result<(Stri
     let mut bytes = 0u64;
     let mut progress: Option<Progress> = None;
     let mut first_line = Vec::new();
+    // Lines received, and records shown: every line but the header and
+    // the last one received (which may be the closing line).
+    let (mut lines, mut shown) = (0u64, 0u64);
     while let Some(chunk) = resp
         .chunk()
         .await
@@ -93,23 +96,24 @@ async fn download(api: &Api, path: &Path, max_rate: Option<u64>) -> Result<(Stri
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         hash.update(&chunk);
         bytes += chunk.len() as u64;
-        let lines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
-        match progress.as_mut() {
-            Some(p) => p.inc(lines),
-            None => {
-                // The header is the first line: it says how many records to expect.
-                first_line.extend_from_slice(&chunk);
-                if let Some(end) = first_line.iter().position(|&b| b == b'\n') {
-                    let total = Reader::open(&first_line[..=end])
-                        .ok()
-                        .map(|(_, header)| header.expected_records);
-                    let mut p = Progress::new("backup", total);
-                    p.start(&url);
-                    p.inc(lines.saturating_sub(1));
-                    progress = Some(p);
-                    first_line = Vec::new();
-                }
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        if progress.is_none() {
+            // The header is the first line: it says how many records to expect.
+            first_line.extend_from_slice(&chunk);
+            if let Some(end) = first_line.iter().position(|&b| b == b'\n') {
+                let total = Reader::open(&first_line[..=end])
+                    .ok()
+                    .map(|(_, header)| header.expected_records);
+                let mut p = Progress::new("backup", total);
+                p.start(&url);
+                progress = Some(p);
+                first_line = Vec::new();
             }
+        }
+        if let Some(p) = progress.as_mut() {
+            let records = lines.saturating_sub(2);
+            p.inc(records - shown);
+            shown = records;
         }
     }
     if let Some(p) = &progress {
